@@ -1,0 +1,1 @@
+"""Helpers shared by tests: clip generators and real server processes."""
