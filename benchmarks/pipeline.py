@@ -138,7 +138,7 @@ def measure_pipeline(options: PipelineBenchOptions, clips: list[Path], console: 
 
 
 def run(options: PipelineBenchOptions, console: Console | None = None) -> dict:
-    console = console or Console()
+    console = console or Console(emoji=False)
     locator = DataLocator.from_env()
     clips = [locator.resolve(p, fetch=True) for p in DEMO_CLIPS]
     used = [clips[i % len(clips)] for i in range(options.cameras)]

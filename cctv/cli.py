@@ -16,7 +16,7 @@ data_app = typer.Typer(help="Models and clips (resolved at run time, never commi
 app.add_typer(bench_app, name="bench")
 app.add_typer(data_app, name="data")
 
-console = Console()
+console = Console(emoji=False)  # keys like "cctv:camera:{x}" are not emoji codes
 
 
 def _fail(message: str) -> None:
@@ -98,6 +98,27 @@ def bench_pipeline(
     from benchmarks.pipeline import PipelineBenchOptions, run
 
     run(PipelineBenchOptions(out=out, cameras=cameras, fps=fps, duration_s=duration), console)
+
+
+def _delegate(name: str, module: str, summary: str) -> None:
+    """``cctv bench NAME ARGS`` runs ``python -m MODULE ARGS`` (each benchmark owns its options)."""
+
+    @bench_app.command(
+        name,
+        help=f"{summary} Options: see `python -m {module} --help` (e.g. --out FILE.json).",
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+        add_help_option=False,
+    )
+    def command(ctx: typer.Context) -> None:
+        import importlib
+
+        raise typer.Exit(importlib.import_module(module).main(list(ctx.args)) or 0)
+
+
+_delegate("decode", "benchmarks.decode", "Decoded frames per CPU-second vs ffmpeg -threads 1; keyframes cameras/core.")
+_delegate("models", "benchmarks.models", "Images/s per model, backend and batch size; Serve-batched vs raw.")
+_delegate("redis", "benchmarks.redis_writer", "Stream writer messages/s vs raw (pipelined) XADD.")
+_delegate("scale", "benchmarks.scale", "10,000 simulated cameras: assignment time, controller memory, API latency.")
 
 
 @data_app.command("fetch")

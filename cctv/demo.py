@@ -58,7 +58,7 @@ def collect_status(groups: list) -> list[CameraStatus]:
 
 
 def run_demo(options: DemoOptions, console: Console | None = None) -> list[CameraStatus]:
-    console = console or Console()
+    console = console or Console(emoji=False)
     locator = DataLocator.from_env(options.data_dir)
     cameras = demo_cameras(options, locator)  # resolve data before starting anything
     final: list[CameraStatus] = []

@@ -41,8 +41,8 @@ class CostModel(BaseModel):
 
     full_decode: float = Field(0.15, gt=0, description="Estimate when every frame is decoded ('fps', 'all').")
     keyframes: float = Field(0.01, gt=0, description="Estimate for sampling 'keyframes'.")
-    simulated: float = Field(0.002, gt=0, description="Estimate for sim:// cameras (nothing is decoded).")
-    floor: float = Field(0.001, gt=0, description="Lower bound on any cost, measured or estimated.")
+    simulated: float = Field(0.0005, gt=0, description="Estimate for sim:// cameras (nothing is decoded).")
+    floor: float = Field(0.0001, gt=0, description="Lower bound on any cost, measured or estimated.")
 
     def estimate(self, spec: CameraSpec) -> float:
         if spec.url.get_secret_value().startswith("sim://"):
@@ -63,7 +63,10 @@ class AssignmentPolicy(BaseModel):
         256, ge=1, description="Hard limit on cameras per group (one thread each; bounds status size)."
     )
     merge_below: float = Field(
-        0.25, ge=0, lt=1, description="Rebalance drains a group whose load and camera count are below this "
+        0.25,
+        ge=0,
+        lt=1,
+        description="Rebalance drains a group whose load and camera count are below this "
         "fraction of their limits, when the other groups can take all of its cameras.",
     )
     max_moves: int = Field(200, ge=1, description="Most camera moves one rebalance pass may make.")

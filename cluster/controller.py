@@ -23,6 +23,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import psutil
@@ -90,6 +91,15 @@ class ControllerConfig(BaseModel):
     groups: GroupOptions = Field(default_factory=GroupOptions, description="DecoderGroup actor options.")
 
 
+@dataclass
+class _Summary:
+    by_state: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)  # cameras per group
+    loads: dict[str, float] = field(default_factory=dict)  # summed cost per group
+    enabled: int = 0
+    simulated: int = 0
+
+
 class Controller:
     def __init__(
         self,
@@ -106,6 +116,7 @@ class Controller:
         self._t = self.config.timings
         self._cameras: dict[str, CameraSpec] = {}
         self._measured: dict[str, float] = {}
+        self._estimates: dict[str, float] = {}  # CostModel estimate per camera, computed once per spec
         self._assignment: dict[str, str] = {}
         self._seq = 0
         self._ready: set[str] = set()
@@ -121,6 +132,8 @@ class Controller:
         self._open_failovers: dict[int, tuple[float, set[str]]] = {}  # id(record) -> (start, cameras)
         self._last_plan_ms = 0.0
         self._last_poll: float | None = None
+        self._version = 0  # bumped by every change that the status summary depends on
+        self._summary_cache: tuple[int, _Summary] | None = None
         self._lock = asyncio.Lock()
         self._sem = asyncio.Semaphore(self._t.max_concurrent_calls)
 
@@ -130,6 +143,7 @@ class Controller:
         async with self._lock:
             snap = self._store.load()
             self._cameras, self._measured = dict(snap.cameras), dict(snap.costs)
+            self._estimates = {c: self._policy.costs.estimate(s) for c, s in self._cameras.items()}
             self._assignment, self._seq = dict(snap.assignment), snap.next_group_seq
             running = set(await self._groups.discover())
             for stray in running - snap.groups:  # created, but the plan naming it was never stored
@@ -140,8 +154,7 @@ class Controller:
             for g in dead & running:
                 await self._groups.kill(g)
             log.info("controller: %d cameras, %d groups found alive", len(self._cameras), len(self._ready))
-            await self._replan(dead=dead)
-            await self._converge()  # also when nothing was re-planned: a move may have been cut short
+            await self._replan(dead=dead)  # converges too: finishes a move that a crash cut short
         await self.poll_status()
 
     async def _adopt(self, group_id: str) -> bool:
@@ -246,16 +259,7 @@ class Controller:
 
     async def cluster_status(self) -> ClusterStatus:
         now = self._clock()
-        loads: dict[str, float] = {}
-        counts: dict[str, int] = {}
-        costs = self._costs()
-        for camera_id, group_id in self._assignment.items():
-            loads[group_id] = loads.get(group_id, 0.0) + costs.get(camera_id, 0.0)
-            counts[group_id] = counts.get(group_id, 0) + 1
-        by_state: dict[str, int] = {}
-        for camera_id in self._cameras:
-            state = self._state_of(camera_id)
-            by_state[state] = by_state.get(state, 0) + 1
+        summary = self._summary()
         groups = []
         for group_id in sorted(self._ready | set(self._starting)):
             seen_at, node_id, batches = self._group_seen.get(group_id, (None, None, 0))
@@ -263,8 +267,8 @@ class Controller:
                 GroupSummary(
                     group_id=group_id,
                     phase="ready" if group_id in self._ready else "starting",
-                    cameras=counts.get(group_id, 0),
-                    load=round(loads.get(group_id, 0.0), 4),
+                    cameras=summary.counts.get(group_id, 0),
+                    load=round(summary.loads.get(group_id, 0.0), 4),
                     node_id=node_id,
                     batches_sent=batches,
                     status_age_s=None if seen_at is None else round(now - seen_at, 2),
@@ -272,10 +276,10 @@ class Controller:
             )
         return ClusterStatus(
             cameras=len(self._cameras),
-            enabled=sum(1 for s in self._cameras.values() if s.enabled),
+            enabled=summary.enabled,
             assigned=len(self._assignment),
-            simulated=sum(1 for s in self._cameras.values() if s.url.get_secret_value().startswith("sim://")),
-            by_state=dict(sorted(by_state.items())),
+            simulated=summary.simulated,
+            by_state=summary.by_state,
             groups=groups,
             failovers=list(self._failovers),
             last_plan_ms=round(self._last_plan_ms, 2),
@@ -287,6 +291,24 @@ class Controller:
     def assignment(self) -> dict[str, str]:
         """camera_id -> group_id, the desired state (for tests and tools)."""
         return dict(self._assignment)
+
+    def _summary(self) -> _Summary:
+        """The O(cameras) part of the cluster status, recomputed only after something changed."""
+        if self._summary_cache is not None and self._summary_cache[0] == self._version:
+            return self._summary_cache[1]
+        summary = _Summary()
+        costs = self._costs()
+        for camera_id, group_id in self._assignment.items():
+            summary.loads[group_id] = summary.loads.get(group_id, 0.0) + costs.get(camera_id, 0.0)
+            summary.counts[group_id] = summary.counts.get(group_id, 0) + 1
+        for camera_id, spec in self._cameras.items():
+            state = self._state_of(camera_id)
+            summary.by_state[state] = summary.by_state.get(state, 0) + 1
+            summary.enabled += spec.enabled
+            summary.simulated += spec.url.get_secret_value().startswith("sim://")
+        summary.by_state = dict(sorted(summary.by_state.items()))
+        self._summary_cache = (self._version, summary)
+        return summary
 
     # -- supervision -----------------------------------------------------------------------------
     async def check_groups(self) -> None:
@@ -316,21 +338,26 @@ class Controller:
         results = await asyncio.gather(
             *(self._groups.status(g, self._t.call_timeout_s) for g in groups), return_exceptions=True
         )
+        reports: dict[str, GroupStatus | BaseException] = {}
+        for group_id, result in zip(groups, results, strict=True):
+            failed = isinstance(result, BaseException)
+            reports[group_id] = result if failed else GroupStatus.model_validate(result)
+            await asyncio.sleep(0)  # validating 10k camera statuses takes a while: let API reads in between
         async with self._lock:
             now = self._clock()
             dead: dict[str, str] = {}
             drift = False
-            for group_id, result in zip(groups, results, strict=True):
+            for group_id, report in reports.items():
                 if group_id not in self._ready:
                     continue  # failed over while we waited
-                if isinstance(result, GroupDeadError):
+                if isinstance(report, GroupDeadError):
                     dead[group_id] = "died"
                     continue
-                if isinstance(result, Exception):
-                    log.warning("controller: status of %s failed: %s", group_id, result)
+                if isinstance(report, BaseException):
+                    log.warning("controller: status of %s failed: %s", group_id, report)
                     continue
                 fresh = self._epoch.get(group_id, 0) == epochs[group_id]  # no add/remove raced this report
-                drift |= self._observe(GroupStatus.model_validate(result), now, fresh)
+                drift |= self._observe(report, now, fresh)
             self._last_poll = now
             if dead:
                 await self._fail_over(dead)
@@ -362,8 +389,10 @@ class Controller:
             changed.append(spec)
         if changed:
             self._store.put_cameras(changed)
+            self._version += 1
             for spec in changed:
                 self._cameras[spec.camera_id] = spec
+                self._estimates[spec.camera_id] = self._policy.costs.estimate(spec)
                 self._measured.pop(spec.camera_id, None)
         return result
 
@@ -374,15 +403,15 @@ class Controller:
         await self._replan()
 
     def _forget(self, camera_id: str) -> None:
+        self._version += 1
+        self._estimates.pop(camera_id, None)
         self._cameras.pop(camera_id, None)
         self._measured.pop(camera_id, None)
         self._status.pop(camera_id, None)
 
     def _costs(self) -> dict[str, float]:
-        estimate = self._policy.costs.estimate
-        return {
-            c: self._measured.get(c) or estimate(spec) for c, spec in self._cameras.items() if spec.enabled
-        }
+        measured, estimated = self._measured, self._estimates
+        return {c: measured.get(c) or estimated[c] for c, spec in self._cameras.items() if spec.enabled}
 
     async def _replan(self, dead: Iterable[str] = ()) -> bool:
         """Plan from the current inventory and live groups, persist, converge. True if anything moved."""
@@ -393,6 +422,8 @@ class Controller:
         dead = set(dead)
         if plan.changed or dead:
             await self._apply(plan, dead)
+        else:
+            await self._converge()  # e.g. a changed spec: same group, restarted there
         return plan.changed
 
     async def _apply(self, plan: Plan, dead: set[str] | None = None) -> None:
@@ -420,6 +451,7 @@ class Controller:
 
     async def _converge(self) -> None:
         """Make the ready groups run exactly their assigned cameras: stop/remove first, then add."""
+        self._version += 1
         dead: dict[str, str] = {}
         for group_id in sorted(self._retiring):
             self._retiring.discard(group_id)
@@ -496,6 +528,7 @@ class Controller:
         await self._replan(dead=set(dead))
 
     def _drop_group(self, group_id: str) -> None:
+        self._version += 1
         self._ready.discard(group_id)
         self._epoch.pop(group_id, None)
         self._missed.pop(group_id, None)
@@ -518,6 +551,7 @@ class Controller:
     def _observe(self, status: GroupStatus, now: float, fresh: bool) -> bool:
         """Record one group's report; if ``fresh``, correct what we think it runs (True if that changed)."""
         group_id = status.group_id
+        self._version += 1
         self._group_seen[group_id] = (now, status.node_id, status.batches_sent)
         for cam in status.cameras:
             if self._assignment.get(cam.camera_id) == group_id:
@@ -554,7 +588,7 @@ class Controller:
             camera=spec.public_dict(),
             phase="disabled" if not spec.enabled else "assigned" if group_id else "unassigned",
             group_id=group_id,
-            cost=measured or self._policy.costs.estimate(spec),
+            cost=measured or self._estimates[camera_id],
             cost_measured=measured is not None,
             status=status,
         )

@@ -73,6 +73,9 @@ class DecoderGroupImpl:
         self._batches_sent = 0
         self._frames_sent = 0
         self._rr = 0  # round-robin start so no camera is always first into a batch
+        # Micro-batches overlap in inference but are written in the order they were sent, so each
+        # camera's stream is in frame order and its seq numbers increase along the stream.
+        self._last_written: asyncio.Future | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def _ensure_started(self) -> None:
@@ -184,21 +187,40 @@ class DecoderGroupImpl:
                 continue
             if any(r.slot.has_frame() for r in self._cameras.values()):
                 self._wake.set()  # more frames than one micro-batch holds
-            task = asyncio.create_task(self._process(batch))
+            previous, written = self._last_written, self._loop.create_future()
+            self._last_written = written
+            task = asyncio.create_task(self._process(batch, previous, written))
             task.add_done_callback(lambda _t: self._inflight.release())
 
-    async def _process(self, batch: list[tuple[CameraRuntime, DecodedFrame]]) -> None:
+    async def _process(
+        self,
+        batch: list[tuple[CameraRuntime, DecodedFrame]],
+        previous: asyncio.Future | None,
+        written: asyncio.Future,
+    ) -> None:
+        try:
+            rows = await self._infer(batch)
+            if previous is not None:
+                await asyncio.shield(previous)
+            if rows is not None:
+                await self._write(batch, rows)
+        finally:
+            written.set_result(None)
+
+    async def _infer(self, batch: list[tuple[CameraRuntime, DecodedFrame]]) -> list[np.ndarray] | None:
         frames = np.stack([frame.image for _, frame in batch])
         self._batches_sent += 1
         self._frames_sent += len(batch)
         try:
-            rows = await self._detector.detect(frames)
+            return await self._detector.detect(frames)
         except Exception as exc:
             error = redact_text(f"inference failed: {type(exc).__name__}: {exc}")[:500]
             for runtime, _ in batch:
                 runtime.count_drop(DropReason.INFERENCE_ERROR, error=error)
             log.warning("group %s: %s", self.config.group_id, error)
-            return
+            return None
+
+    async def _write(self, batch: list[tuple[CameraRuntime, DecodedFrame]], rows: list[np.ndarray]) -> None:
         class_names = self._info["class_names"]
         messages, accepted = [], []
         for (runtime, frame), frame_rows in zip(batch, rows, strict=True):
@@ -223,9 +245,9 @@ class DecoderGroupImpl:
             for runtime, _, _ in accepted:
                 runtime.count_drop(DropReason.SINK_ERROR, error=error)
             return
-        written = time.time()
+        written_at = time.time()
         for runtime, frame, labels in accepted:
-            runtime.record_analysed(written - frame.capture_ts, labels)
+            runtime.record_analysed(written_at - frame.capture_ts, labels)
 
     # -- status ----------------------------------------------------------------------------------
     async def status(self) -> dict[str, Any]:

@@ -29,7 +29,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from enum import Enum
 
 import av
@@ -108,6 +108,9 @@ class CameraDecoder:
         self._frame_interval = 0.04
         self._file_rate: float | None = None
         self._opened_at = 0.0
+        self._tb_cache: tuple[object, float] = (None, 0.0)
+        self._keyframes = spec.sampling is SamplingMode.KEYFRAMES
+        self._key_flags_seen = False
 
     # ------------------------------------------------------------------ public
     def health(self) -> DecoderHealth:
@@ -197,19 +200,15 @@ class CameraDecoder:
             if not container.streams.video:
                 raise ValueError("source has no video stream")
             stream = container.streams.video[0]
-            ctx = stream.codec_context
-            ctx.thread_count = 1
-            keyframes = self.spec.sampling is SamplingMode.KEYFRAMES
-            if keyframes:
-                ctx.skip_frame = "NONKEY"
-            self._codec = ctx.name
+            self._codec = stream.codec_context.name
+            self._start_stream(stream)
             rate = stream.average_rate or stream.guessed_rate
             self._file_rate = float(rate) if self._is_file and rate else None
             self._opened_at = self._clock.monotonic()
             self._sampler.reset()
             self._timestamp.reset()
             self._pace_anchor = None
-            return self._demux(container, stream, keyframes, emit, stop)
+            return self._demux(container, stream, emit, stop)
         except _Stalled as exc:
             self._record_error(str(exc))
             if self._sm.state is not S.ONLINE:
@@ -237,58 +236,68 @@ class CameraDecoder:
                 with contextlib.suppress(Exception):
                     container.close()
 
-    def _demux(self, container, stream, keyframes: bool, emit, stop: threading.Event) -> _End:
-        clock = self._clock
-        opened_at = clock.monotonic()
-        last_frame_at = opened_at
-        key_flags_seen = False
+    # ------------------------------------------------------------------ decoding (hooks for other backends)
+    def _start_stream(self, stream) -> None:
+        """A new connection's video stream: configure the decoder."""
+        ctx = stream.codec_context
+        ctx.thread_count = 1
+        self._keyframes = self.spec.sampling is SamplingMode.KEYFRAMES
+        self._key_flags_seen = False
+        if self._keyframes:
+            ctx.skip_frame = "NONKEY"
+
+    def _decode_packet(self, stream, packet) -> Iterable | None:
+        """Frames out of one demuxed packet, or None when the packet was dropped unseen (keyframes mode)."""
+        if self._keyframes and packet.size:
+            if packet.is_keyframe:
+                self._key_flags_seen = True
+            elif self._key_flags_seen:
+                return None
+        try:
+            return stream.codec_context.decode(packet)
+        except av.error.FFmpegError as exc:
+            self._decode_error(exc)
+            return ()
+
+    def _demux(self, container, stream, emit, stop: threading.Event) -> _End:
+        # The per-frame path is kept lean: at 480x360 a frame decodes in ~0.27 ms, so every 10 us of
+        # Python here is ~4 % of the camera's cost (see benchmarks/decode.py, ratio_to_limit).
+        monotonic = self._clock.monotonic
+        last_frame_at = monotonic()
         frame_index = 0
         stall_s = self.spec.stall_timeout_s
         for packet in container.demux(stream):
             if stop.is_set():
                 return _End.STOP
-            if keyframes and packet.size:
-                if packet.is_keyframe:
-                    key_flags_seen = True
-                elif key_flags_seen:
-                    if clock.monotonic() - last_frame_at > stall_s:
-                        raise _Stalled(f"no keyframe for {stall_s} s")
-                    continue
-            try:
-                frames = stream.codec_context.decode(packet)
-            except av.error.FFmpegError as exc:
-                self._decode_error(exc)
-                frames = ()
-            for frame in frames:
-                if frame.is_corrupt:
-                    self._decode_error("decoder flagged a corrupt frame")
-                self._on_frame(frame, frame_index, keyframes, emit, stop)
-                frame_index += 1
-                last_frame_at = clock.monotonic()
-            if clock.monotonic() - last_frame_at > stall_s:
+            frames = self._decode_packet(stream, packet)
+            now = monotonic()
+            if frames:
+                for frame in frames:
+                    if frame.is_corrupt:
+                        self._decode_error("decoder flagged a corrupt frame")
+                    self._on_frame(frame, frame_index, now, emit, stop)
+                    frame_index += 1
+                last_frame_at = monotonic()  # after emit/pacing, which may have blocked
+            elif now - last_frame_at > stall_s:
                 raise _Stalled(f"no frame for {stall_s} s")
         return _End.STOP if stop.is_set() else _End.EOF
 
-    def _on_frame(self, frame, index: int, keyframes: bool, emit, stop: threading.Event) -> None:
-        clock = self._clock
+    def _on_frame(self, frame, index: int, now: float, emit, stop: threading.Event) -> None:
         ts = self._timestamp(frame.pts, frame.dts)
         if ts is not None and frame.time_base is not None:
-            pts_s = float(ts * frame.time_base)
+            if self._tb_cache[0] is not frame.time_base:  # Fraction math per frame costs ~10 us
+                self._tb_cache = (frame.time_base, float(frame.time_base))
+            pts_s = ts * self._tb_cache[1]
         elif self._file_rate:  # raw elementary stream (.h264): no timestamps, frames at the stream rate
             pts_s = index / self._file_rate
         else:  # live source without timestamps (MJPEG over HTTP): its arrival time is its time
-            pts_s = clock.monotonic() - self._opened_at
-        self._cpu_checkpoint()
-        with self._lock:
-            self._frames_decoded += 1
-            self._rate.add(clock.monotonic())
-            if (frame.width, frame.height) != (self._width, self._height):
-                if self._width is not None:
-                    log.info(
-                        "camera %s: resolution %sx%s -> %sx%s",
-                        self.spec.camera_id, self._width, self._height, frame.width, frame.height,
-                    )  # fmt: skip
-                self._width, self._height = frame.width, frame.height
+            pts_s = now - self._opened_at
+        self._frames_decoded += 1  # single writer (this thread); health() reads it under the GIL
+        self._rate.add(now)
+        if frame.width != self._width or frame.height != self._height:
+            self._new_size(frame.width, frame.height)
+        if self._frames_decoded & 31 == 0:
+            self._cpu_checkpoint()
         if self._sm.state is not S.ONLINE:
             self._to(S.ONLINE)
             self._backoff.reset()
@@ -304,7 +313,7 @@ class CameraDecoder:
             camera_id=self.spec.camera_id,
             frame_index=index,
             pts_s=pts_s,
-            capture_ts=clock.time(),
+            capture_ts=self._clock.time(),
             image=image,
             scale=scale,
             width=frame.width,
@@ -312,14 +321,26 @@ class CameraDecoder:
             keyframe=bool(frame.key_frame),
             full_frame=full,
         )
-        with self._lock:
-            self._frames_sampled += 1
+        self._frames_sampled += 1
         self._cpu_checkpoint()
         try:
             emit(decoded)  # may block (backpressure); its CPU belongs to the group, not to decoding
         except Exception as exc:  # the group's problem, not the camera's: drop this frame, keep decoding
             self._record_error(f"emit failed: {type(exc).__name__}: {exc}")
         self._cpu_mark = time.thread_time()
+
+    def _new_size(self, width: int, height: int) -> None:
+        if self._width is not None:
+            log.info(
+                "camera %s: resolution %sx%s -> %sx%s",
+                self.spec.camera_id,
+                self._width,
+                self._height,
+                width,
+                height,
+            )
+        with self._lock:
+            self._width, self._height = width, height
 
     # ------------------------------------------------------------------ pacing
     def _pace(self, pts_s: float, stop: threading.Event) -> None:

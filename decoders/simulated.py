@@ -128,7 +128,10 @@ class SimulatedCamera:
             log.exception("simulated camera %s: loop crashed", self.spec.camera_id)
             with self._lock:
                 self._error = redact_text(f"{type(exc).__name__}: {exc}")
-            self._sm.to(S.FAILED, self._clock.monotonic())
+            now = self._clock.monotonic()
+            if self._sm.state in (S.ONLINE, S.STALLED):
+                self._sm.to(S.BACKOFF, now)  # the state machine reaches FAILED only through BACKOFF
+            self._sm.to(S.FAILED, now)
             return
         self._sm.to(S.STOPPED, self._clock.monotonic())
 

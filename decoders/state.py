@@ -6,7 +6,8 @@
         |                    |                                                       |
         +--open failed--+    +--error / disconnect--+    +---------------------------+
                         v                           v    v
-                      BACKOFF --delay elapsed--> CONNECTING        BACKOFF --attempts exhausted--> FAILED
+                      BACKOFF --delay elapsed--> CONNECTING
+    CONNECTING / ONLINE / STALLED --failure with reconnect attempts exhausted--> FAILED
     any live state --stop / end of a finite file--> STOPPED;  enabled=False --> DISABLED
 
 FAILED, DISABLED and STOPPED are where ``CameraDecoder.run`` returns; a new ``run`` may start over from
@@ -24,8 +25,8 @@ S = CameraState
 
 ALLOWED_TRANSITIONS: dict[CameraState, frozenset[CameraState]] = {
     S.CONNECTING: frozenset({S.ONLINE, S.BACKOFF, S.FAILED, S.STOPPED, S.DISABLED}),
-    S.ONLINE: frozenset({S.STALLED, S.BACKOFF, S.STOPPED, S.DISABLED}),
-    S.STALLED: frozenset({S.ONLINE, S.BACKOFF, S.STOPPED, S.DISABLED}),
+    S.ONLINE: frozenset({S.STALLED, S.BACKOFF, S.FAILED, S.STOPPED, S.DISABLED}),
+    S.STALLED: frozenset({S.ONLINE, S.BACKOFF, S.FAILED, S.STOPPED, S.DISABLED}),
     S.BACKOFF: frozenset({S.CONNECTING, S.FAILED, S.STOPPED, S.DISABLED}),
     S.FAILED: frozenset({S.CONNECTING, S.STOPPED, S.DISABLED}),
     S.DISABLED: frozenset({S.CONNECTING, S.STOPPED}),

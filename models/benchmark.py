@@ -54,7 +54,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--modes", nargs="+", default=["dynamic", "loop", "auto"])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=1.0, help="timed seconds per configuration and round")
+    parser.add_argument(
+        "--seconds", type=float, default=1.0, help="timed seconds per configuration and round"
+    )
     args = parser.parse_args(argv)
 
     spec = get_model_spec(args.model)
@@ -72,12 +74,16 @@ def main(argv: list[str] | None = None) -> None:
             for batch in args.batches:
                 tensor = detector.preprocess(frames[np.arange(batch) % len(frames)])
                 results.setdefault((mode, threads, batch), []).append(measure(detector, tensor, args.seconds))
-    print(f"{spec.name} on {next(iter(detectors.values())).backend_name}: images/s, best / median of {args.rounds}")
+    device = next(iter(detectors.values())).backend_name
+    print(f"{spec.name} on {device}: images/s, best / median of {args.rounds}")
     print(f"{'mode':8} {'threads':>7} {'batch':>5} {'best':>7} {'median':>7}  resolved")
     for (mode, threads, batch), values in sorted(results.items()):
         backend = detectors[mode, threads].backend
-        resolved = f"{getattr(backend, 'batch_mode', '')} per call {getattr(backend, 'max_images_per_call', '')}"
-        print(f"{mode:8} {threads:7d} {batch:5d} {max(values):7.1f} {statistics.median(values):7.1f}  {resolved}")
+        resolved = (
+            f"{getattr(backend, 'batch_mode', '')} per call {getattr(backend, 'max_images_per_call', '')}"
+        )
+        best, median = max(values), statistics.median(values)
+        print(f"{mode:8} {threads:7d} {batch:5d} {best:7.1f} {median:7.1f}  {resolved}")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,9 @@ class Detections:
             raise ValueError(f"xyxy must have shape (N, 4), got {self.xyxy.shape}")
         for name, column in (("confidence", self.confidence), ("class_id", self.class_id)):
             if column.shape != (n,):
-                raise ValueError(f"{name} must have shape ({n},) like xyxy {self.xyxy.shape}, got {column.shape}")
+                raise ValueError(
+                    f"{name} must have shape ({n},) like xyxy {self.xyxy.shape}, got {column.shape}"
+                )
         for name, column in self.data.items():
             if len(column) != n:
                 raise ValueError(f"data[{name!r}] has {len(column)} rows, xyxy has {n}")

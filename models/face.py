@@ -53,14 +53,22 @@ class FaceEmbedderConfig(BaseModel):
 class FaceAnalyzerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    detector_file: str = Field("models/face_detection_yunet_2023mar.onnx", description="Data-relative YuNet path.")
+    detector_file: str = Field(
+        "models/face_detection_yunet_2023mar.onnx", description="Data-relative YuNet path."
+    )
     score_threshold: float = Field(0.6, ge=0, le=1, description="Face score (the zoo demo uses 0.9).")
     nms_iou: float = Field(0.3, gt=0, le=1, description="IoU for NMS among faces of one image.")
     max_faces: int = Field(50, ge=1, description="Faces kept per image, best first.")
-    max_upscale: float = Field(4.0, ge=1, description="Largest enlargement of a small crop into the 640x640 input.")
-    min_face_px: float = Field(24.0, ge=0, description="Narrower faces (original pixels) are reported, not embedded.")
+    max_upscale: float = Field(
+        4.0, ge=1, description="Largest enlargement of a small crop into the 640x640 input."
+    )
+    min_face_px: float = Field(
+        24.0, ge=0, description="Narrower faces (original pixels) are reported, not embedded."
+    )
     embedder: FaceEmbedderConfig | None = Field(None, description="Embedding model; None: detection only.")
-    gallery_file: str | None = Field(None, description="Watchlist .npz (see models.face_gallery); None: no watchlist.")
+    gallery_file: str | None = Field(
+        None, description="Watchlist .npz (see models.face_gallery); None: no watchlist."
+    )
     match_threshold: float = Field(0.45, ge=-1, le=1, description="Cosine similarity that counts as a match.")
 
 
@@ -76,11 +84,13 @@ class FaceResult:
 
 
 def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = ALIGNED_SIZE) -> np.ndarray:
-    """The face warped onto the ArcFace template: ``uint8 (size, size, 3)``, same colour order as ``image``."""
+    """The face warped onto the ArcFace template: ``uint8 (size, size, 3)``, colours as in ``image``."""
     template = ARCFACE_TEMPLATE * (size / ALIGNED_SIZE)
     matrix, _ = cv2.estimateAffinePartial2D(np.asarray(landmarks, np.float32), template, method=cv2.LMEDS)
     if matrix is None:  # degenerate landmarks: fall back to the least-squares fit of the same model
-        matrix, _ = cv2.estimateAffinePartial2D(np.asarray(landmarks, np.float32), template, method=cv2.RANSAC)
+        matrix, _ = cv2.estimateAffinePartial2D(
+            np.asarray(landmarks, np.float32), template, method=cv2.RANSAC
+        )
     if matrix is None:
         raise ValueError(f"cannot align face with landmarks {np.asarray(landmarks).tolist()}")
     return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
@@ -151,7 +161,9 @@ class FaceAnalyzer:
         if not images:
             return []
         tensor, scales = yunet_preprocess(list(images), self.config.max_upscale)
-        return self._decode(self.detector_backend.run(tensor), scales, [(i.shape[1], i.shape[0]) for i in images])
+        return self._decode(
+            self.detector_backend.run(tensor), scales, [(i.shape[1], i.shape[0]) for i in images]
+        )
 
     def analyze(self, images: Sequence[np.ndarray]) -> list[list[FaceResult]]:
         """Faces per image with embeddings (if an embedder is configured) and watchlist matches."""
@@ -165,13 +177,19 @@ class FaceAnalyzer:
                         owners.append((index, k))
         embeddings = self.embedder.embed(aligned) if aligned else np.zeros((0, 0), np.float32)
         matches: list[GalleryMatch | None] = (
-            self.gallery.match(embeddings, self.config.match_threshold) if self.gallery is not None and aligned
+            self.gallery.match(embeddings, self.config.match_threshold)
+            if self.gallery is not None and aligned
             else [None] * len(aligned)
         )
         extra = {owner: (embeddings[i], matches[i]) for i, owner in enumerate(owners)}
         return [
             [
-                FaceResult(faces.xyxy[k], float(faces.scores[k]), faces.landmarks[k], *extra.get((index, k), (None, None)))
+                FaceResult(
+                    faces.xyxy[k],
+                    float(faces.scores[k]),
+                    faces.landmarks[k],
+                    *extra.get((index, k), (None, None)),
+                )
                 for k in range(len(faces))
             ]
             for index, faces in enumerate(found)

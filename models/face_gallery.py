@@ -45,7 +45,9 @@ class FaceGallery:
         """Enroll (or replace) one identity with one embedding; several images: average them first."""
         vector = l2_normalise(np.asarray(embedding, np.float32).reshape(-1))
         if vector.shape != (self.dimension,):
-            raise ValueError(f"embedding of {identity_id!r} has shape {vector.shape}, gallery needs ({self.dimension},)")
+            raise ValueError(
+                f"embedding of {identity_id!r} has shape {vector.shape}, gallery needs ({self.dimension},)"
+            )
         self.remove(identity_id)
         self._ids.append(identity_id)
         self._labels.append(label or identity_id)
@@ -74,7 +76,9 @@ class FaceGallery:
         ]
 
     def save(self, path: str | Path) -> None:
-        np.savez(Path(path), ids=np.array(self._ids), labels=np.array(self._labels), embeddings=self._embeddings)
+        np.savez(
+            Path(path), ids=np.array(self._ids), labels=np.array(self._labels), embeddings=self._embeddings
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> FaceGallery:

@@ -88,10 +88,15 @@ class LpdDecoder:
                 continue
             prior = priors[keep]
             corners = np.stack(
-                [prior[:, :2] + loc[index, keep, a : a + 2] * _VARIANCE * prior[:, 2:] for a in _CORNER_COLUMNS],
+                [
+                    prior[:, :2] + loc[index, keep, a : a + 2] * _VARIANCE * prior[:, 2:]
+                    for a in _CORNER_COLUMNS
+                ],
                 axis=1,
             ) * np.array([width, height], np.float32)
             rects = np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1)
             kept = nms(rects, scores[index, keep], self.nms_iou)[: self.max_plates]
-            out.append(PlateQuads(corners[kept].astype(np.float32), scores[index, keep][kept].astype(np.float32)))
+            out.append(
+                PlateQuads(corners[kept].astype(np.float32), scores[index, keep][kept].astype(np.float32))
+            )
         return out

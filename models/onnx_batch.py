@@ -139,7 +139,9 @@ def check_batch_equivalence(
     for index, meta in enumerate(after.get_outputs()):
         expected = np.concatenate([single[index] for single in singles])
         if batched[index].shape != expected.shape:
-            raise BatchRewriteError(f"output {meta.name}: batched {batched[index].shape}, per-image {expected.shape}")
+            raise BatchRewriteError(
+                f"output {meta.name}: batched {batched[index].shape}, per-image {expected.shape}"
+            )
         worst = float(np.abs(batched[index] - expected).max(initial=0.0))
         if worst > atol:
             raise BatchRewriteError(f"output {meta.name} differs from per-image runs by up to {worst:.3g}")

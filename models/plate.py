@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from models.backends.base import BackendConfigBase, InferenceBackend
 from models.backends.registry import create_backend
 from models.data import DataLocator
-from models.lpd import LpdDecoder, lpd_preprocess
+from models.lpd import LpdDecoder, PlateQuads, lpd_preprocess
 from models.plate_ocr import OCR_HEIGHT, OCR_WIDTH, PlateText, decode_plate_text, ocr_preprocess
 
 BackendSetting = BackendConfigBase | Mapping[str, Any] | str | None
@@ -32,7 +32,8 @@ class PlateReaderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     detector_file: str = Field(
-        "models/license_plate_detection_lpd_yunet_2023mar.onnx", description="Data-relative LPD-YuNet ONNX path."
+        "models/license_plate_detection_lpd_yunet_2023mar.onnx",
+        description="Data-relative LPD-YuNet ONNX path.",
     )
     ocr_file: str = Field("models/cct_xs_v1_global.onnx", description="Data-relative plate OCR ONNX path.")
     score_threshold: float = Field(
@@ -68,11 +69,15 @@ def grow_quad(corners: np.ndarray, margin: float) -> np.ndarray:
     return (centre + (corners - centre) * (1.0 + margin)).astype(np.float32)
 
 
-def rectify_plate(image: np.ndarray, corners: np.ndarray, width: int = OCR_WIDTH, height: int = OCR_HEIGHT) -> np.ndarray:
+def rectify_plate(
+    image: np.ndarray, corners: np.ndarray, width: int = OCR_WIDTH, height: int = OCR_HEIGHT
+) -> np.ndarray:
     """Warp the quad ``corners`` (TL, TR, BR, BL) of ``image`` onto an upright ``width x height`` image."""
     target = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32)
     matrix = cv2.getPerspectiveTransform(np.asarray(corners, np.float32), target)
-    return cv2.warpPerspective(image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpPerspective(
+        image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
 
 
 class PlateReader:
@@ -82,7 +87,9 @@ class PlateReader:
         self.config = config or PlateReaderConfig()
         self.detector_backend = detector
         self.ocr_backend = ocr
-        self._decode = LpdDecoder(self.config.score_threshold, self.config.nms_iou, self.config.max_plates_per_crop)
+        self._decode = LpdDecoder(
+            self.config.score_threshold, self.config.nms_iou, self.config.max_plates_per_crop
+        )
 
     @classmethod
     def from_config(
@@ -103,7 +110,7 @@ class PlateReader:
     def backend_name(self) -> str:
         return self.detector_backend.name
 
-    def detect(self, crops: Sequence[np.ndarray]):
+    def detect(self, crops: Sequence[np.ndarray]) -> list[PlateQuads]:
         """Plate quads per BGR crop (``models.lpd.PlateQuads``), one LPD call for the whole batch."""
         if not crops:
             return []

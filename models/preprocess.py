@@ -21,7 +21,9 @@ class LetterboxGeometry:
     input_height: int
 
 
-def letterbox_geometry(src_width: int, src_height: int, input_width: int, input_height: int) -> LetterboxGeometry:
+def letterbox_geometry(
+    src_width: int, src_height: int, input_width: int, input_height: int
+) -> LetterboxGeometry:
     scale = min(input_width / src_width, input_height / src_height)
     return LetterboxGeometry(
         scale=scale,
@@ -39,7 +41,9 @@ def paste_top_left(resized: np.ndarray, geometry: LetterboxGeometry, fill: int =
     return canvas
 
 
-def letterbox(image: np.ndarray, input_width: int, input_height: int, fill: int = 114) -> tuple[np.ndarray, float]:
+def letterbox(
+    image: np.ndarray, input_width: int, input_height: int, fill: int = 114
+) -> tuple[np.ndarray, float]:
     """Letterbox an ``(H, W, 3)`` uint8 image; returns the canvas and the scale."""
     height, width = image.shape[:2]
     geometry = letterbox_geometry(width, height, input_width, input_height)

@@ -28,13 +28,17 @@ class ModelSpec(BaseModel):
     input_width: int = Field(gt=0, description="Model input width in pixels (frames are letterboxed to it).")
     input_height: int = Field(gt=0, description="Model input height in pixels.")
     color: Literal["bgr", "rgb"] = Field(description="Channel order the model expects.")
-    decoder: Literal["yolox"] = Field(description="Name of the output decoder that turns raw outputs into boxes.")
+    decoder: Literal["yolox"] = Field(
+        description="Name of the output decoder that turns raw outputs into boxes."
+    )
     classes_file: str = Field(description="Data-relative path of the class-names file, one name per line.")
     score_threshold: float = Field(
         default=0.35, ge=0.0, le=1.0, description="Minimum detection score (objectness x class score)."
     )
     nms_iou: float = Field(default=0.45, gt=0.0, le=1.0, description="IoU above which NMS suppresses a box.")
-    max_detections: int = Field(default=300, gt=0, description="At most this many boxes per image, best first.")
+    max_detections: int = Field(
+        default=300, gt=0, description="At most this many boxes per image, best first."
+    )
     agnostic_groups: dict[str, tuple[NonNegativeInt, ...]] = Field(
         # One physical vehicle often scores as both car and truck (the van in vtest frame 240):
         # suppressing across these classes keeps one box, with the higher-scoring class.
@@ -68,7 +72,7 @@ BUILTIN_MODELS: dict[str, ModelSpec] = {
 
 
 def get_model_spec(name: str) -> ModelSpec:
-    """The built-in spec called ``name``; an unknown name raises ``UnknownModelError`` listing the valid ones."""
+    """The built-in spec ``name``; an unknown name raises ``UnknownModelError`` listing the valid ones."""
     try:
         return BUILTIN_MODELS[name]
     except KeyError:

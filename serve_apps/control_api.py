@@ -155,7 +155,8 @@ def create_app(control: ControlPlane, auth: TokenAuth) -> FastAPI:
     bearer = HTTPBearer(auto_error=False)
 
     def require(role: Role) -> Callable[..., Role]:
-        def check(cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Role:
+        # A default, not Annotated: with postponed annotations FastAPI cannot see the local `bearer`.
+        def check(cred: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Role:
             granted = auth.role(cred.credentials if cred else None)
             if granted is None:
                 raise _Unauthorized(401, "missing or invalid bearer token")

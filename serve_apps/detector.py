@@ -20,12 +20,14 @@ frame's letterbox scale, maps them to the original frame.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import time
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
+from autoscale.utilisation import BUSY_METRIC, UtilisationParams
 from models.backends.registry import BackendConfig, OnnxRuntimeConfig
 from models.detector import Detector
 from models.spec import get_model_spec
@@ -44,6 +46,12 @@ class DetectorAppArgs(BaseModel):
     num_gpus: float = Field(0.0, ge=0, description="GPUs per replica (fractions share a GPU).")
     min_replicas: int = Field(1, ge=0)
     max_replicas: int = Field(2, ge=1)
+    autoscaling_policy: Literal["utilisation", "requests"] = Field(
+        "utilisation",
+        description="'utilisation': scale on measured model busy time (autoscale/utilisation.py); "
+        "'requests': Serve's default, on ongoing micro-batches per replica.",
+    )
+    utilisation: UtilisationParams = Field(default_factory=UtilisationParams, description="Policy settings.")
     target_ongoing_requests: float = Field(2.0, gt=0, description="Micro-batches in flight per replica.")
     max_ongoing_requests: int = Field(32, ge=1, description="Must exceed micro-batches per model batch.")
 
@@ -59,6 +67,15 @@ class DetectorDeployment:
         self._detector = Detector.from_spec(get_model_spec(self._args.model), backend_config=self._args.backend)
         self.detect.set_max_batch_size(self._args.max_batch_frames)
         self.detect.set_batch_wait_timeout_s(self._args.batch_wait_timeout_s)
+        self._busy_s = 0.0  # wall time spent in the model, for the utilisation autoscaler
+        self._busy_mark = (time.monotonic(), 0.0)
+
+    def record_autoscaling_stats(self) -> dict[str, float]:
+        """Serve calls this periodically; the fraction of wall time this replica ran the model."""
+        now = time.monotonic()
+        mark_t, mark_busy = self._busy_mark
+        self._busy_mark = (now, self._busy_s)
+        return {BUSY_METRIC: (self._busy_s - mark_busy) / max(1e-6, now - mark_t)}
 
     def info(self) -> dict[str, Any]:
         spec = get_model_spec(self._args.model)
@@ -77,7 +94,11 @@ class DetectorDeployment:
         """Each input: ``uint8 [n, H, W, 3]``; each output: n arrays ``(k, 6)`` in model pixels."""
         merged = micro_batches[0] if len(micro_batches) == 1 else np.concatenate(micro_batches)
         # Inference off the event loop so the next batch can assemble while this one runs.
-        detections = await asyncio.to_thread(self._detector.detect, merged)
+        started = time.monotonic()
+        try:
+            detections = await asyncio.to_thread(self._detector.detect, merged)
+        finally:
+            self._busy_s += time.monotonic() - started
         rows = [d.to_array() for d in detections]
         out: list[list[np.ndarray]] = []
         start = 0
@@ -93,16 +114,22 @@ class DetectorDeployment:
 def build_app(args: dict[str, Any] | None = None) -> serve.Application:
     """Application builder: ``serve deploy serve_apps/serve_config.yaml`` and ``cctv demo`` both use it."""
     parsed = DetectorAppArgs.model_validate(args or {})
+    autoscaling: dict[str, Any] = {
+        "min_replicas": parsed.min_replicas,
+        "initial_replicas": max(1, parsed.min_replicas),
+        "max_replicas": parsed.max_replicas,
+        "target_ongoing_requests": parsed.target_ongoing_requests,
+        "upscale_delay_s": parsed.utilisation.upscale_delay_s,
+        "downscale_delay_s": parsed.utilisation.downscale_delay_s,
+    }
+    if parsed.autoscaling_policy == "utilisation":
+        autoscaling["policy"] = {
+            "policy_function": "autoscale.utilisation:UtilisationPolicy",
+            "policy_kwargs": parsed.utilisation.model_dump(),
+        }
     deployment = DetectorDeployment.options(
         max_ongoing_requests=parsed.max_ongoing_requests,
         ray_actor_options={"num_cpus": parsed.num_cpus, "num_gpus": parsed.num_gpus},
-        autoscaling_config={
-            "min_replicas": parsed.min_replicas,
-            "initial_replicas": max(1, parsed.min_replicas),
-            "max_replicas": parsed.max_replicas,
-            "target_ongoing_requests": parsed.target_ongoing_requests,
-            "upscale_delay_s": 10,
-            "downscale_delay_s": 60,
-        },
+        autoscaling_config=autoscaling,
     )
     return deployment.bind(parsed.model_dump(mode="json"))

@@ -11,6 +11,8 @@ from streams.schema import (
     CameraStateMessage,
     Detection,
     DetectionMessage,
+    FaceMatchMessage,
+    PlateReadMessage,
     StreamMessage,
 )
 from streams.writer import StreamWriter
@@ -20,6 +22,8 @@ __all__ = [
     "CameraStateMessage",
     "Detection",
     "DetectionMessage",
+    "FaceMatchMessage",
+    "PlateReadMessage",
     "ReceivedMessage",
     "Retention",
     "SinkError",

@@ -13,7 +13,14 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from streams.schema import SCHEMA_VERSION, STREAM_MESSAGE, CameraStateMessage, DetectionMessage
+from streams.schema import (
+    SCHEMA_VERSION,
+    STREAM_MESSAGE,
+    CameraStateMessage,
+    DetectionMessage,
+    FaceMatchMessage,
+    PlateReadMessage,
+)
 
 SCHEMA_DIR = Path(__file__).parent / "schema"
 _DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -27,7 +34,12 @@ def _document(name: str, schema: dict, title: str) -> dict:
 def schemas() -> dict[str, dict]:
     """File name -> JSON Schema document, for every published message schema of this version."""
     v = SCHEMA_VERSION
-    models: dict[str, type[BaseModel]] = {"detections": DetectionMessage, "camera_state": CameraStateMessage}
+    models: dict[str, type[BaseModel]] = {
+        "detections": DetectionMessage,
+        "camera_state": CameraStateMessage,
+        "plate_read": PlateReadMessage,
+        "face_match": FaceMatchMessage,
+    }
     documents = {
         f"{kind}.v{v}.json": _document(
             f"{kind}:v{v}", model.model_json_schema(mode="serialization"), model.__name__

@@ -16,7 +16,10 @@ import zlib
 
 from pydantic import BaseModel, ConfigDict, Field
 
-DETECTIONS = "detections"  # stream family of DetectionMessage; later kinds get their own family
+DETECTIONS = "detections"  # stream family of DetectionMessage
+PLATE_READS = "plate_reads"  # stream family of PlateReadMessage
+FACE_MATCHES = "face_matches"  # stream family of FaceMatchMessage
+FAMILIES = (DETECTIONS, PLATE_READS, FACE_MATCHES)
 
 
 class StreamLayout(BaseModel):
@@ -57,6 +60,11 @@ class Retention(BaseModel):
     shard_maxlen: int = Field(
         100_000, ge=1, description="Entries kept per shard stream (XADD MAXLEN ~): consumer-lag headroom."
     )
+    family_shard_maxlen: dict[str, int] = Field(
+        default_factory=lambda: {FACE_MATCHES: 10_000},
+        description="Per-family override of shard_maxlen. Face matches are kept shorter by default: "
+        "they concern people, and consumers (alerting) read them at once.",
+    )
     camera_maxlen: int = Field(
         200, ge=0, description="Entries kept per per-camera stream; 0 disables per-camera streams."
     )
@@ -66,3 +74,6 @@ class Retention(BaseModel):
         description="Expiry of a camera's state hash and stream, renewed by every state write: keys of a "
         "removed camera disappear after this. None keeps them forever.",
     )
+
+    def shard_maxlen_of(self, family: str) -> int:
+        return self.family_shard_maxlen.get(family, self.shard_maxlen)

@@ -51,6 +51,7 @@ class StreamReader:
 
     ``start_id`` applies only when the group is created: ``"$"`` reads what is written from then on,
     ``"0"`` everything still retained. Within a shard, and so within a camera, entries arrive in order.
+    ``family`` picks the stream family: ``detections`` (default), ``plate_reads`` or ``face_matches``.
     """
 
     def __init__(
@@ -62,6 +63,7 @@ class StreamReader:
         *,
         shards: Sequence[int] | None = None,
         start_id: str = "$",
+        family: str = DETECTIONS,
     ) -> None:
         self.layout = layout or StreamLayout()
         self.group = group
@@ -69,7 +71,8 @@ class StreamReader:
         chosen = range(self.layout.shards) if shards is None else shards
         if not chosen:
             raise ValueError("shards must name at least one shard (or be None for all)")
-        self.keys = [self.layout.shard_key(s, DETECTIONS) for s in chosen]
+        self.family = family  # detections, plate_reads or face_matches (streams.keys.FAMILIES)
+        self.keys = [self.layout.shard_key(s, family) for s in chosen]
         self._timeout_s = 10.0
         self._client = redis.Redis.from_url(
             url, decode_responses=True, socket_timeout=self._timeout_s, socket_connect_timeout=self._timeout_s
@@ -138,7 +141,7 @@ class StreamReader:
 
     def latest(self, camera_id: str, n: int = 10) -> list[ReceivedMessage]:
         """The camera's ``n`` most recent messages, newest first (from its per-camera stream)."""
-        key = self.layout.camera_stream_key(camera_id, DETECTIONS)
+        key = self.layout.camera_stream_key(camera_id, self.family)
         return [
             to_received(key, entry_id, fields) for entry_id, fields in self._client.xrevrange(key, count=n)
         ]

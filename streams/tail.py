@@ -35,7 +35,7 @@ def run_tail(
 
     Following ends on Ctrl-C or when ``stop`` is set. Returns the number of messages printed.
     """
-    console = console or Console()
+    console = console or Console(emoji=False)
     layout = layout or StreamLayout()
     stop = stop or threading.Event()
     if camera_id is not None:

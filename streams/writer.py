@@ -19,10 +19,18 @@ from redis.retry import Retry
 from cluster.status import CameraStatus
 from streams.codec import encode
 from streams.errors import SinkError
-from streams.keys import DETECTIONS, Retention, StreamLayout
+from streams.keys import (
+    DETECTIONS,
+    FACE_MATCHES,
+    FAMILIES,
+    PLATE_READS,
+    Retention,
+    StreamLayout,
+)
 from streams.schema import CameraStateMessage, StreamMessage
 
-_FAMILIES = {"detections": DETECTIONS}  # message kind -> stream family; camera_state lives in hashes
+# message kind -> stream family; camera_state lives in hashes
+_FAMILIES = {"detections": DETECTIONS, "plate_read": PLATE_READS, "face_match": FACE_MATCHES}
 
 
 class StreamWriter:
@@ -56,12 +64,13 @@ class StreamWriter:
         if not messages:
             return 0
         now = time.time()
-        keep_shard, keep_camera = self.retention.shard_maxlen, self.retention.camera_maxlen
+        keep_camera = self.retention.camera_maxlen
         pipe = self._client.pipeline(transaction=False)
         last_seq: dict[str, int] = {}
         for message in messages:
             shard_key, camera_key = self._stream_keys(message.camera_id, message.kind)
             fields = encode(message.model_copy(update={"written_ts": now}))
+            keep_shard = self.retention.shard_maxlen_of(_FAMILIES[message.kind])
             pipe.xadd(shard_key, fields, maxlen=keep_shard, approximate=True)
             if keep_camera:
                 pipe.xadd(camera_key, fields, maxlen=keep_camera, approximate=True)
@@ -90,7 +99,8 @@ class StreamWriter:
             pipe.hset(key, mapping=fields)
             if ttl is not None:
                 pipe.expire(key, ttl)
-                pipe.expire(self.layout.camera_stream_key(message.camera_id), ttl)
+                for family in FAMILIES:  # a no-op for families the camera never wrote
+                    pipe.expire(self.layout.camera_stream_key(message.camera_id, family), ttl)
             written += 1
         if written:
             self._execute(pipe, f"writing {written} camera states")

@@ -127,9 +127,10 @@ def test_realtime_pacing_is_roughly_real_time(tmp_path):
     start = time.monotonic()
     frames, _ = decode(clip, sampling="all", realtime=True)
     elapsed = time.monotonic() - start
-    assert 1.4 < elapsed < 2.5
+    assert 1.45 < elapsed < 4.0  # never faster than real time; slower only on an overloaded machine
     lateness = [(f.capture_ts - frames[0].capture_ts) - f.pts_s for f in frames]
-    assert max(abs(x) for x in lateness) < 0.15
+    assert min(lateness) > -0.02  # no frame released early
+    assert sorted(lateness)[len(lateness) // 2] < 0.1  # and typically on time
 
 
 def test_realtime_loop_keeps_the_frame_interval_across_the_restart(tmp_path):
@@ -197,3 +198,45 @@ def test_factory_dispatch(tmp_path):
     assert isinstance(make_camera_source(spec(clip), ModelInput()), CameraDecoder)
     with pytest.raises(ValueError, match="unknown decoder backend"):
         make_camera_source(spec(clip), ModelInput(), backend="quantum")
+
+
+class FakeClock:
+    """A clock that only moves when the decoder waits: pacing and backoff become exact and instant."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.waits: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.now
+
+    def wait(self, stop: threading.Event, seconds: float) -> bool:
+        self.waits.append(seconds)
+        self.now += max(0.0, seconds)
+        return stop.is_set()
+
+
+def test_reconnect_delays_follow_the_backoff_policy(tmp_path):
+    clock = FakeClock()
+    policy = BackoffPolicy(initial_s=1, max_s=4, multiplier=2, jitter=0.5, max_attempts=6)
+    draws = iter([0.5, 0.5, 0.5, 0.5, 1.0, 0.0])  # no jitter, then +50 % (capped), then -50 %
+    decoder = CameraDecoder(
+        spec(tmp_path / "absent.mp4", reconnect=policy), ModelInput(), clock=clock, rng=lambda: next(draws)
+    )
+    decoder.run(lambda f: None, threading.Event())
+    assert clock.waits == pytest.approx([1, 2, 4, 4, 4])
+    health = decoder.health()
+    assert health.state is CameraState.FAILED and health.reconnects == 5
+
+
+def test_realtime_pacing_with_an_injected_clock(tmp_path):
+    clip = make_h264(tmp_path / "paced.mp4", frames=20, fps=10)
+    clock = FakeClock()
+    frames: list[DecodedFrame] = []
+    decoder = CameraDecoder(spec(clip, sampling="fps", fps=2, realtime=True), ModelInput(), clock=clock)
+    decoder.run(frames.append, threading.Event())
+    assert [f.capture_ts - frames[0].capture_ts for f in frames] == pytest.approx([0.0, 0.5, 1.0, 1.5])
+    assert sum(clock.waits) == pytest.approx(1.9)  # the last frame is at 1.9 s

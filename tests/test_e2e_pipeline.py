@@ -59,8 +59,9 @@ def test_vtest_frame_240_reaches_the_stream_with_people_and_vehicles(ray_serve, 
         assert (msg.frame_width, msg.frame_height) == (480, 360)
         assert msg.backend.startswith("onnxruntime")
 
-        # Every message in the shard stream validates against the published JSON Schema and
-        # sequence numbers are gap-free (files block instead of dropping).
+        # Every message in the shard stream validates against the published JSON Schema; the stream
+        # is in seq order, and the only gaps are frames counted as failed writes (files played as
+        # fast as possible block instead of dropping for backpressure).
         schema = DetectionMessage.model_json_schema()
         entries = client.xrange(layout.shard_key_of("vtest"))
         seqs = []
@@ -68,8 +69,10 @@ def test_vtest_frame_240_reaches_the_stream_with_people_and_vehicles(ray_serve, 
             payload = __import__("json").loads(fields["json"])
             jsonschema.validate(payload, schema)
             seqs.append(payload["seq"])
-        assert seqs == list(range(len(seqs)))
+        assert seqs == sorted(set(seqs)), "per-camera stream out of seq order"
         status = _statuses(groups[0])["vtest"]
+        missing = set(range(seqs[-1] + 1)) - set(seqs)
+        assert len(missing) <= status.dropped.get(DropReason.SINK_ERROR, 0)
         assert status.dropped.get(DropReason.BACKPRESSURE, 0) == 0
     finally:
         ray_serve.stop_groups(groups)

@@ -107,14 +107,14 @@ def test_entries_of_unknown_versions_are_surfaced_not_dropped(redis_url):
     key = LAYOUT.shard_key_of("cam-0000")
     client = redis.Redis.from_url(redis_url)
     client.xadd(key, {"v": 2, "kind": "detections", "camera_id": "cam-0000", "seq": 1, "json": "{}"})
-    client.xadd(key, {"v": 1, "kind": "plate_read", "camera_id": "cam-0000", "json": "{}"})
+    client.xadd(key, {"v": 1, "kind": "gait_match", "camera_id": "cam-0000", "json": "{}"})
     client.xadd(key, {"v": 1, "kind": "detections", "camera_id": "cam-0000", "json": '{"v": 1}'})
     received = reader.read(count=10)
     assert len(received) == 4
     assert isinstance(received[0].unwrap(), DetectionMessage)
     errors = [r.error for r in received[1:]]
     assert "schema version '2' is not supported" in errors[0] and "upgrade" in errors[0]
-    assert "unknown message kind 'plate_read'" in errors[1]
+    assert "unknown message kind 'gait_match'" in errors[1]
     assert "invalid detections v1 payload" in errors[2]
     assert all(r.message is None and r.raw["camera_id"] == "cam-0000" for r in received[1:])
     with pytest.raises(UnsupportedMessageError, match="version '2'"):

@@ -34,10 +34,13 @@ class AutoConfig(BackendConfigBase):
     order: tuple[BackendName, ...] = Field(
         default=("tensorrt", "torch", "onnxruntime"), min_length=1, description="Preference, best first."
     )
-    tensorrt: TensorRTConfig = Field(default_factory=TensorRTConfig, description="Settings if TensorRT is chosen.")
+    tensorrt: TensorRTConfig = Field(
+        default_factory=TensorRTConfig, description="Settings if TensorRT is chosen."
+    )
     torch: TorchConfig = Field(default_factory=TorchConfig, description="Settings if PyTorch is chosen.")
     onnxruntime: OnnxRuntimeConfig = Field(
-        default_factory=OnnxRuntimeConfig, description="Settings if ONNX Runtime is chosen (always available)."
+        default_factory=OnnxRuntimeConfig,
+        description="Settings if ONNX Runtime is chosen (always available).",
     )
 
 
@@ -87,7 +90,9 @@ def choose_backends(env: Environment, order: tuple[str, ...]) -> list[tuple[str,
     return usable
 
 
-def create_auto_backend(config: AutoConfig, model_path: Path, env: Environment | None = None) -> InferenceBackend:
+def create_auto_backend(
+    config: AutoConfig, model_path: Path, env: Environment | None = None
+) -> InferenceBackend:
     """Build the first backend of ``choose_backends`` that starts; ONNX Runtime errors are raised."""
     env = env or probe_environment()
     candidates = choose_backends(env, config.order)
@@ -102,8 +107,13 @@ def create_auto_backend(config: AutoConfig, model_path: Path, env: Environment |
         except Exception:
             if index == len(candidates) - 1:
                 raise
-            log.warning("backend %s for %s failed to start; trying %s", name, model_path.name,
-                        candidates[index + 1][0], exc_info=True)
+            log.warning(
+                "backend %s for %s failed to start; trying %s",
+                name,
+                model_path.name,
+                candidates[index + 1][0],
+                exc_info=True,
+            )
             continue
         log.info("backend for %s: %s (%s)", model_path.name, backend.name, reason)
         return backend

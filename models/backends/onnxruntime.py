@@ -34,9 +34,10 @@ At batch 1 both modes run the same computation, so that row shows the noise: sma
 up to 20% with two. Three separate runs agreed on the rest. With one thread, batching the graph does
 not pay (it gets slower as the batched activations outgrow the cache) and ``loop`` is as fast as it
 gets, about 8.5 ms per image. With two threads the batched graph beat the loop in every run at batch
-4-8 (143-155 vs 101-137) and loses some of that beyond, hence calls of at most 8 images. Two threads give only +30% over one for a whole second core, and under
-load (other engineers' jobs, load average 3.4) the two-thread medians fell to 65-105 images/s while
-one thread held 100-110: the default stays one thread, leaving the other core to decoders.
+4-8 (143-155 vs 101-137) and loses some of that beyond, hence calls of at most 8 images. Two threads
+give only +30% over one for a whole second core, and under load (other engineers' jobs, load average
+3.4) the two-thread medians fell to 65-105 images/s while one thread held 100-110: the default stays
+one thread, leaving the other core to decoders.
 """
 
 from __future__ import annotations
@@ -68,12 +69,15 @@ class OnnxRuntimeConfig(BackendConfigBase):
     intra_op_threads: int = Field(
         default=1, ge=1, description="Threads for one operator; the CPU budget this backend may take."
     )
-    inter_op_threads: int = Field(default=1, ge=1, description="Threads across operators (graphs here are serial).")
+    inter_op_threads: int = Field(
+        default=1, ge=1, description="Threads across operators (graphs here are serial)."
+    )
     allow_spinning: bool = Field(
         default=False, description="Let idle worker threads spin; lowers latency a little, burns decoder CPU."
     )
     batch_mode: Literal["auto", "dynamic", "loop"] = Field(
-        default="auto", description="How a batch runs on a batch-1 graph; see the module docs for measurements."
+        default="auto",
+        description="How a batch runs on a batch-1 graph; see the module docs for measurements.",
     )
     max_images_per_call: int | None = Field(
         default=None,
@@ -82,7 +86,8 @@ class OnnxRuntimeConfig(BackendConfigBase):
         "None: 'auto' picks the measured best, explicit modes pass whole batches.",
     )
     onnx_cache_dir: Path | None = Field(
-        default=None, description="Where rewritten batch-dynamic graphs are cached (~/.cache/cctv-analytics/onnx)."
+        default=None,
+        description="Where rewritten batch-dynamic graphs are cached (~/.cache/cctv-analytics/onnx).",
     )
 
 
@@ -141,7 +146,10 @@ class OnnxRuntimeBackend:
         step = self.max_images_per_call or len(batch)
         if step >= len(batch):
             return self._session.run(None, {self._input_name: batch})
-        parts = [self._session.run(None, {self._input_name: batch[i : i + step]}) for i in range(0, len(batch), step)]
+        parts = [
+            self._session.run(None, {self._input_name: batch[i : i + step]})
+            for i in range(0, len(batch), step)
+        ]
         return [np.concatenate(outputs) for outputs in zip(*parts, strict=True)]
 
 

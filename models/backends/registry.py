@@ -11,6 +11,11 @@ Adding a backend (TensorRT, PyTorch CUDA) takes three steps:
    ``from_config``, never at module top, so configs still parse on machines without them;
 2. add the config class to ``BackendConfig`` below;
 3. add ``"<name>": <Backend>.from_config`` to ``_FACTORIES``.
+
+Registered: ``onnxruntime`` (CPU, or CUDA with onnxruntime-gpu), ``tensorrt`` (FP16 engines cached per
+model, GPU and TensorRT version), ``torch`` (onnx2torch; FP16 + compile + CUDA graphs on GPUs) and
+``auto``, which picks the best available of these at start-up and falls back when one fails to start
+(``models.backends.auto``). Naming a concrete backend is the explicit override: it never falls back.
 """
 
 from __future__ import annotations
@@ -21,14 +26,23 @@ from typing import Annotated, Any, Union
 
 from pydantic import Field, TypeAdapter
 
+from models.backends.auto import AutoConfig, create_auto_backend
 from models.backends.base import BackendConfigBase, InferenceBackend
 from models.backends.onnxruntime import OnnxRuntimeBackend, OnnxRuntimeConfig
+from models.backends.tensorrt import TensorRTBackend, TensorRTConfig
+from models.backends.torch_cuda import TorchBackend, TorchConfig
 
 # Union[...] (not |) so that a second member can be added with one line; ruff's UP007 agrees for Annotated.
-BackendConfig = Annotated[Union[OnnxRuntimeConfig], Field(discriminator="type")]  # noqa: UP007
+BackendConfig = Annotated[
+    Union[OnnxRuntimeConfig, TensorRTConfig, TorchConfig, AutoConfig],  # noqa: UP007
+    Field(discriminator="type"),
+]
 
 _FACTORIES: dict[str, Callable[[Any, Path], InferenceBackend]] = {
     "onnxruntime": OnnxRuntimeBackend.from_config,
+    "tensorrt": TensorRTBackend.from_config,
+    "torch": TorchBackend.from_config,
+    "auto": create_auto_backend,
 }
 
 _ADAPTER: TypeAdapter[BackendConfigBase] = TypeAdapter(BackendConfig)

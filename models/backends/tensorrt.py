@@ -48,13 +48,17 @@ class TensorRTConfig(BackendConfigBase):
     fp16: bool = Field(default=True, description="Allow FP16 kernels (inputs and outputs stay float32).")
     min_batch: int = Field(default=1, ge=1, description="Smallest batch of the optimisation profile.")
     opt_batch: int = Field(default=16, ge=1, description="Batch TensorRT tunes kernels for.")
-    max_batch: int = Field(default=64, ge=1, description="Largest batch per engine call; larger inputs are split.")
+    max_batch: int = Field(
+        default=64, ge=1, description="Largest batch per engine call; larger inputs are split."
+    )
     workspace_mib: int = Field(default=2048, ge=64, description="Builder workspace memory limit (MiB).")
     device_id: int = Field(default=0, ge=0, description="CUDA device the engine is built for and runs on.")
     engine_cache_dir: Path | None = Field(
         default=None, description="Engine and timing-cache directory (~/.cache/cctv-analytics/tensorrt)."
     )
-    timing_cache: bool = Field(default=True, description="Reuse kernel timings across builds on this GPU model.")
+    timing_cache: bool = Field(
+        default=True, description="Reuse kernel timings across builds on this GPU model."
+    )
     lock_timeout_s: float = Field(
         default=1800.0, gt=0, description="How long a replica waits for another one building the same engine."
     )
@@ -63,7 +67,8 @@ class TensorRTConfig(BackendConfigBase):
     def _ordered(self) -> TensorRTConfig:
         if not self.min_batch <= self.opt_batch <= self.max_batch:
             raise ValueError(
-                f"need min_batch <= opt_batch <= max_batch, got {self.min_batch}, {self.opt_batch}, {self.max_batch}"
+                "need min_batch <= opt_batch <= max_batch, "
+                f"got {self.min_batch}, {self.opt_batch}, {self.max_batch}"
             )
         return self
 
@@ -165,7 +170,9 @@ def exclusive_file_lock(path: Path, timeout_s: float, poll_s: float = 0.2) -> It
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def get_or_build(path: Path, build: Callable[[], bytes], lock_timeout_s: float = 1800.0) -> tuple[bytes, bool]:
+def get_or_build(
+    path: Path, build: Callable[[], bytes], lock_timeout_s: float = 1800.0
+) -> tuple[bytes, bool]:
     """The cached file's bytes, building and publishing it first if absent; ``(data, built_here)``.
 
     Concurrent callers on one node (threads or processes) build once: the first takes the lock, the
@@ -206,7 +213,9 @@ def _import_runtime() -> tuple[Any, Any]:
     try:
         import torch
     except ImportError as exc:
-        raise ImportError(f"the 'tensorrt' backend uses torch for CUDA buffers (pip install '.[torch]'): {exc}") from exc
+        raise ImportError(
+            f"the 'tensorrt' backend uses torch for CUDA buffers (pip install '.[torch]'): {exc}"
+        ) from exc
     if not torch.cuda.is_available():
         raise RuntimeError("the 'tensorrt' backend needs a CUDA GPU; torch.cuda.is_available() is False")
     return trt, torch
@@ -232,7 +241,9 @@ class _CapturingLogger:
         self.logger = Logger()
 
 
-def build_engine(trt: Any, source: Path, profile: ProfileShapes, config: TensorRTConfig, timing_path: Path | None) -> bytes:
+def build_engine(
+    trt: Any, source: Path, profile: ProfileShapes, config: TensorRTConfig, timing_path: Path | None
+) -> bytes:
     """Parse ``source`` and build a serialized engine; ``EngineBuildError`` says why when it fails."""
     captured = _CapturingLogger(trt)
     builder = trt.Builder(captured.logger)
@@ -295,7 +306,9 @@ class TensorRTBackend:
         gpu = torch.cuda.get_device_name(config.device_id)
         cache_dir = config.engine_cache_dir or default_engine_cache_dir()
         key = engine_cache_key(sha256_of(source), gpu, trt.__version__, build_settings(config, profile))
-        timing = cache_dir / f"timing-{gpu_slug(gpu)}-trt{trt.__version__}.cache" if config.timing_cache else None
+        timing = (
+            cache_dir / f"timing-{gpu_slug(gpu)}-trt{trt.__version__}.cache" if config.timing_cache else None
+        )
         with torch.cuda.device(config.device_id):
             data, built = get_or_build(
                 cache_dir / f"{key}.engine",
@@ -304,20 +317,26 @@ class TensorRTBackend:
             )
             engine = trt.Runtime(_CapturingLogger(trt).logger).deserialize_cuda_engine(data)
         if engine is None:
-            raise EngineBuildError(f"cannot load cached engine {cache_dir / key}.engine; delete it to rebuild")
+            raise EngineBuildError(
+                f"cannot load cached engine {cache_dir / key}.engine; delete it to rebuild"
+            )
         log.info("TensorRT engine %s (%s)", key, "built" if built else "from cache")
         return cls(engine, torch, config)
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         if len(batch) == 0:
             raise ValueError(f"empty batch {batch.shape}: the caller should skip the call")
-        parts = [self._run_chunk(batch[i : i + self._max_batch]) for i in range(0, len(batch), self._max_batch)]
+        parts = [
+            self._run_chunk(batch[i : i + self._max_batch]) for i in range(0, len(batch), self._max_batch)
+        ]
         return parts[0] if len(parts) == 1 else [np.concatenate(p) for p in zip(*parts, strict=True)]
 
     def _run_chunk(self, chunk: np.ndarray) -> list[np.ndarray]:
         torch = self._torch
         with torch.cuda.stream(self._stream):
-            device_input = torch.from_numpy(np.ascontiguousarray(chunk)).pin_memory().to(self._device, non_blocking=True)
+            device_input = (
+                torch.from_numpy(np.ascontiguousarray(chunk)).pin_memory().to(self._device, non_blocking=True)
+            )
             self._context.set_input_shape(self._inputs[0], tuple(device_input.shape))
             self._context.set_tensor_address(self._inputs[0], device_input.data_ptr())
             outputs = []
@@ -335,8 +354,15 @@ class TensorRTBackend:
 
 def _torch_dtype(torch: Any, trt_dtype: Any) -> Any:
     name = str(trt_dtype).rsplit(".", 1)[-1].upper()
-    table = {"FLOAT": torch.float32, "HALF": torch.float16, "INT32": torch.int32, "INT64": torch.int64,
-             "INT8": torch.int8, "UINT8": torch.uint8, "BOOL": torch.bool}
+    table = {
+        "FLOAT": torch.float32,
+        "HALF": torch.float16,
+        "INT32": torch.int32,
+        "INT64": torch.int64,
+        "INT8": torch.int8,
+        "UINT8": torch.uint8,
+        "BOOL": torch.bool,
+    }
     if name not in table:
         raise TypeError(f"unsupported TensorRT output dtype {trt_dtype}")
     return table[name]

@@ -43,11 +43,17 @@ DEFAULT_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 class TorchConfig(BackendConfigBase):
     type: Literal["torch"] = Field(default="torch", description="Backend name in the registry.")
     device: Literal["auto", "cuda", "cpu"] = Field(default="auto", description="'auto': CUDA when available.")
-    precision: Literal["auto", "fp16", "fp32"] = Field(default="auto", description="'auto': FP16 on CUDA, FP32 on CPU.")
+    precision: Literal["auto", "fp16", "fp32"] = Field(
+        default="auto", description="'auto': FP16 on CUDA, FP32 on CPU."
+    )
     compile: bool | None = Field(default=None, description="torch.compile the model; None: on CUDA only.")
-    cuda_graphs: bool = Field(default=True, description="With compile on CUDA, replay CUDA graphs (reduce-overhead).")
+    cuda_graphs: bool = Field(
+        default=True, description="With compile on CUDA, replay CUDA graphs (reduce-overhead)."
+    )
     batch_buckets: tuple[int, ...] = Field(
-        default=DEFAULT_BUCKETS, min_length=1, description="Compiled mode pads batches up to one of these sizes."
+        default=DEFAULT_BUCKETS,
+        min_length=1,
+        description="Compiled mode pads batches up to one of these sizes.",
     )
     cpu_threads: int = Field(default=1, ge=1, description="torch intra-op threads when running on the CPU.")
     onnx_cache_dir: Path | None = Field(default=None, description="Where batch-dynamic graphs are cached.")
@@ -62,9 +68,11 @@ def import_onnx2torch() -> Any:
     """``onnx2torch``, importable without torchvision (see the module docs)."""
     try:
         import onnx2torch
-    except ModuleNotFoundError as exc:
-        if exc.name != "torchvision":
-            raise ImportError(f"the 'torch' backend needs torch and onnx2torch (pip install '.[torch]'): {exc}") from exc
+    except Exception as exc:  # torchvision missing, or present but broken (ABI mismatch with torch)
+        if getattr(exc, "name", None) != "torchvision" and "torchvision" not in str(exc):
+            raise ImportError(
+                f"the 'torch' backend needs torch and onnx2torch (pip install '.[torch]'): {exc}"
+            ) from exc
     else:
         return onnx2torch
 
@@ -97,7 +105,11 @@ def _constant_value(gm: Any, node: Any) -> Any:
         for part in node.target.split("."):
             value = getattr(value, part)
         return value if isinstance(value, torch.Tensor) else None
-    if node.op == "call_module" and not node.args and type(gm.get_submodule(node.target)).__name__ == "OnnxConstant":
+    if (
+        node.op == "call_module"
+        and not node.args
+        and type(gm.get_submodule(node.target)).__name__ == "OnnxConstant"
+    ):
         value = gm.get_submodule(node.target).value
         return value if isinstance(value, torch.Tensor) else None
     return None
@@ -124,7 +136,9 @@ def freeze_shape_constants(gm: Any) -> int:
             return x[self.index]
 
     class FrozenResize(torch.nn.Module):
-        def __init__(self, inner: torch.nn.Module, scales: list[float] | None, sizes: list[int] | None) -> None:
+        def __init__(
+            self, inner: torch.nn.Module, scales: list[float] | None, sizes: list[int] | None
+        ) -> None:
             super().__init__()
             self.inner, self.scales, self.sizes = inner, scales, sizes
 
@@ -183,7 +197,9 @@ def freeze_shape_constants(gm: Any) -> int:
 
 
 class TorchBackend:
-    def __init__(self, model: Any, torch: Any, device: str, fp16: bool, float_input: bool, config: TorchConfig) -> None:
+    def __init__(
+        self, model: Any, torch: Any, device: str, fp16: bool, float_input: bool, config: TorchConfig
+    ) -> None:
         self._torch = torch
         self._device = torch.device(device)
         self._half = fp16 and float_input
