@@ -13,6 +13,7 @@ distribution costs nothing; the excess is Ray, Serve, serialisation and stream w
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -89,10 +90,8 @@ def _tree_cpu_seconds() -> float:
     me = psutil.Process()
     total = sum(me.cpu_times()[:2])
     for child in me.children(recursive=True):
-        try:
+        with contextlib.suppress(psutil.Error):  # exited between listing and reading
             total += sum(child.cpu_times()[:2])
-        except psutil.Error:
-            pass  # exited between listing and reading
     return total
 
 
@@ -103,13 +102,17 @@ def measure_pipeline(options: PipelineBenchOptions, clips: list[Path], console: 
     from cctv.demo import collect_status
     from cctv.redis_server import RedisServer
 
-    cameras = [_spec(f"bench-{i:03d}", clips[i % len(clips)], options.fps, loop=True) for i in range(options.cameras)]
+    cameras = [
+        _spec(f"bench-{i:03d}", clips[i % len(clips)], options.fps, loop=True) for i in range(options.cameras)
+    ]
     with RedisServer() as server:
         runtime.start_local_ray()
         try:
             runtime.deploy_detector({"max_replicas": 1})
             groups = runtime.start_groups(cameras, server.url, cameras_per_group=8)
-            console.print(f"pipeline: warm-up {options.warmup_s:.0f}s, then {options.duration_s:.0f}s measured")
+            console.print(
+                f"pipeline: warm-up {options.warmup_s:.0f}s, then {options.duration_s:.0f}s measured"
+            )
             time.sleep(options.warmup_s)
             frames0 = sum(c.frames_analysed for c in collect_status(groups))
             cpu0, wall0 = _tree_cpu_seconds(), time.perf_counter()
@@ -167,9 +170,11 @@ def run(options: PipelineBenchOptions, console: Console | None = None) -> dict:
         f"possible; {pipeline['wall_s']} s measured after {options.warmup_s:.0f} s warm-up.\n\n"
         f"| stage | CPU ms per analysed frame |\n|---|---|\n"
         f"| decode only (CameraDecoder) | {decode_cpu * 1e3:.2f} |\n"
-        f"| model only ({model['backend']}, batch {model['batch']}) | {model['cpu_s_per_frame'] * 1e3:.2f} |\n"
+        f"| model only ({model['backend']}, batch {model['batch']}) "
+        f"| {model['cpu_s_per_frame'] * 1e3:.2f} |\n"
         f"| limit = decode + model | {limit * 1e3:.2f} |\n"
-        f"| **pipeline** (Ray + Serve + Redis, all processes) | **{pipeline['cpu_s_per_frame'] * 1e3:.2f}** |\n\n"
+        f"| **pipeline** (Ray + Serve + Redis, all processes) "
+        f"| **{pipeline['cpu_s_per_frame'] * 1e3:.2f}** |\n\n"
         f"- analysed frames/s: **{pipeline['analysed_frames_per_s']:.1f}** "
         f"(mean micro-batch {pipeline['mean_batch_frames']} frames)\n"
         f"- ratio_to_limit (pipeline CPU per frame / limit): **{result['ratio_to_limit']:.2f}**\n"

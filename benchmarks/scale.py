@@ -36,7 +36,7 @@ from rich.console import Console
 from benchmarks.report import write_results
 from cctv.redis_server import RedisServer, free_port
 from cluster.assignment import AssignmentPolicy
-from cluster.controller import ControllerConfig, ControllerTimings, GroupOptions
+from cluster.controller import ControllerConfig, GroupOptions
 from cluster.inventory import SQLiteStoreConfig
 from cluster.ray_layer import NAMESPACE, start_controller, stop_controller
 
@@ -97,17 +97,23 @@ def _latency(client: httpx.Client, paths: list[str]) -> dict[str, float]:
     return _percentiles(samples)
 
 
-def _wait_online(client: httpx.Client, expected: int, timeout_s: float, console: Console) -> float:
+def _wait_online(client: httpx.Client, expected: int, timeout_s: float, console: Console) -> dict[str, float]:
+    """Seconds until every group answered its first ping, and until every camera reported online."""
     started = time.monotonic()
+    marks: dict[str, float] = {}
     last = -1
     while time.monotonic() - started < timeout_s:
         status = client.get("/status").json()
+        elapsed = time.monotonic() - started
+        if "groups_ready_s" not in marks and all(g["phase"] == "ready" for g in status["groups"]):
+            marks["groups_ready_s"] = elapsed
         online = status["by_state"].get("online", 0)
         if online != last:
-            console.print(f"  {online}/{expected} online after {time.monotonic() - started:.1f}s")
+            console.print(f"  {online}/{expected} online after {elapsed:.1f}s")
             last = online
         if online >= expected:
-            return time.monotonic() - started
+            marks["online_s"] = elapsed
+            return marks
         time.sleep(0.5)
     raise TimeoutError(f"only {last}/{expected} cameras online after {timeout_s}s")
 
@@ -154,7 +160,6 @@ def _run(
     config = ControllerConfig(
         store=SQLiteStoreConfig(path=tmp / "inventory.sqlite"),
         policy=AssignmentPolicy(max_cameras_per_group=options.cameras_per_group),
-        timings=ControllerTimings(status_interval_s=5.0),
         groups=GroupOptions(
             actor_prefix=GROUP_PREFIX,
             num_cpus=options.group_num_cpus,
@@ -184,7 +189,7 @@ def _run(
     import_s = time.perf_counter() - started
     response.raise_for_status()
     imported = response.json()
-    online_s = _wait_online(client, options.cameras, options.online_timeout_s, console) + import_s
+    marks = _wait_online(client, options.cameras, options.online_timeout_s, console)
     status = client.get("/status").json()
 
     console.print(f"steady state: controller CPU over {options.steady_s:.0f}s...")
@@ -218,7 +223,8 @@ def _run(
         "groups": len(status["groups"]),
         "assignment_ms": assignment_ms,
         "import_http_s": round(import_s, 3),
-        "all_online_s": round(online_s, 2),
+        "groups_ready_s": round(import_s + marks.get("groups_ready_s", float("nan")), 2),
+        "all_online_s": round(import_s + marks["online_s"], 2),
         "controller_rss_mib": {"empty": round(rss_empty / 2**20, 1), "loaded": round(rss_full / 2**20, 1)},
         "controller_cpu_fraction": round(controller_cpu, 4),
         "group_processes": len(groups),
@@ -276,7 +282,8 @@ def _markdown(r: dict[str, Any]) -> str:
         f"| DecoderGroups | {r['groups']} |",
         f"| assignment computation | {r['assignment_ms']:.1f} ms |",
         f"| import through the API (HTTP round trip) | {r['import_http_s']:.2f} s |",
-        f"| every camera online | {r['all_online_s']:.1f} s |",
+        f"| every DecoderGroup started (from the import) | {r['groups_ready_s']:.1f} s |",
+        f"| every camera online (from the import) | {r['all_online_s']:.1f} s |",
         f"| controller RSS empty / loaded | {rss['empty']} / {rss['loaded']} MiB |",
         f"| controller CPU while supervising | {r['controller_cpu_fraction'] * 100:.1f} % of a core |",
         f"| DecoderGroup process RSS (mean) | {r['group_rss_mib_mean']} MiB |",

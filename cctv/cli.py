@@ -10,11 +10,16 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from cctv.cli_control import control_app
+
 app = typer.Typer(help="City-scale CCTV analytics on Ray.", no_args_is_help=True, add_completion=False)
-bench_app = typer.Typer(help="Benchmarks: JSON + Markdown results next to the limit measured in the same run.")
+bench_app = typer.Typer(
+    help="Benchmarks: JSON + Markdown results next to the limit measured in the same run."
+)
 data_app = typer.Typer(help="Models and clips (resolved at run time, never committed).")
 app.add_typer(bench_app, name="bench")
 app.add_typer(data_app, name="data")
+app.add_typer(control_app)  # `cctv cameras ...` and `cctv status` (control API clients)
 
 console = Console(emoji=False)  # keys like "cctv:camera:{x}" are not emoji codes
 
@@ -115,10 +120,16 @@ def _delegate(name: str, module: str, summary: str) -> None:
         raise typer.Exit(importlib.import_module(module).main(list(ctx.args)) or 0)
 
 
-_delegate("decode", "benchmarks.decode", "Decoded frames per CPU-second vs ffmpeg -threads 1; keyframes cameras/core.")
+_delegate(
+    "decode",
+    "benchmarks.decode",
+    "Decoded frames per CPU-second vs ffmpeg -threads 1; keyframes cameras/core.",
+)
 _delegate("models", "benchmarks.models", "Images/s per model, backend and batch size; Serve-batched vs raw.")
 _delegate("redis", "benchmarks.redis_writer", "Stream writer messages/s vs raw (pipelined) XADD.")
-_delegate("scale", "benchmarks.scale", "10,000 simulated cameras: assignment time, controller memory, API latency.")
+_delegate(
+    "scale", "benchmarks.scale", "10,000 simulated cameras: assignment time, controller memory, API latency."
+)
 
 
 @data_app.command("fetch")
@@ -149,7 +160,9 @@ def data_where() -> None:
 
 
 def _format_validation(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}" for err in exc.errors())
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}" for err in exc.errors()
+    )
 
 
 def main() -> None:  # pragma: no cover

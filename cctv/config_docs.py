@@ -19,23 +19,92 @@ def _models() -> list[tuple[str, str, type[BaseModel]]]:
     from autoscale.utilisation import UtilisationParams
     from cctv.demo import DemoOptions
     from cluster.decoder_group import GroupConfig
+    from cluster.second_stage import SecondStageConfig
     from decoders.config import BackoffPolicy, CameraSpec
+    from models.backends.auto import AutoConfig
     from models.backends.onnxruntime import OnnxRuntimeConfig
+    from models.backends.tensorrt import TensorRTConfig
+    from models.backends.torch_cuda import TorchConfig
+    from models.face import FaceAnalyzerConfig, FaceEmbedderConfig
+    from models.plate import PlateReaderConfig
     from serve_apps.detector import DetectorAppArgs
+    from serve_apps.face_analyzer import FaceAnalyzerAppArgs
+    from serve_apps.plate_reader import PlateReaderAppArgs
     from streams.keys import Retention, StreamLayout
 
     return [
-        ("Camera (`CameraSpec`)", "decoders/config.py: one per camera, via the control API, an import file or the demo.",
-         CameraSpec),
+        (
+            "Camera (`CameraSpec`)",
+            "decoders/config.py: one per camera, via the control API, an import file or the demo.",
+            CameraSpec,
+        ),
         ("Reconnect policy (`BackoffPolicy`)", "decoders/config.py: `CameraSpec.reconnect`.", BackoffPolicy),
-        ("DecoderGroup (`GroupConfig`)", "cluster/decoder_group.py: one per DecoderGroup actor.", GroupConfig),
-        ("Detector application (`DetectorAppArgs`)",
-         "serve_apps/detector.py: the `args` of the `detector` app in serve_apps/serve_config.yaml.", DetectorAppArgs),
-        ("Utilisation autoscaler (`UtilisationParams`)", "autoscale/utilisation.py: `DetectorAppArgs.utilisation`.",
-         UtilisationParams),
-        ("ONNX Runtime backend (`OnnxRuntimeConfig`)", "models/backends/onnxruntime.py: `backend: {type: onnxruntime}`.",
-         OnnxRuntimeConfig),
-        ("Stream layout (`StreamLayout`)", "streams/keys.py: shared by every producer and consumer.", StreamLayout),
+        (
+            "DecoderGroup (`GroupConfig`)",
+            "cluster/decoder_group.py: one per DecoderGroup actor.",
+            GroupConfig,
+        ),
+        (
+            "Detector application (`DetectorAppArgs`)",
+            "serve_apps/detector.py: the `args` of the `detector` app in serve_apps/serve_config.yaml.",
+            DetectorAppArgs,
+        ),
+        (
+            "Utilisation autoscaler (`UtilisationParams`)",
+            "autoscale/utilisation.py: `DetectorAppArgs.utilisation`.",
+            UtilisationParams,
+        ),
+        (
+            "ONNX Runtime backend (`OnnxRuntimeConfig`)",
+            "models/backends/onnxruntime.py: `backend: {type: onnxruntime}`.",
+            OnnxRuntimeConfig,
+        ),
+        (
+            "TensorRT backend (`TensorRTConfig`)",
+            "models/backends/tensorrt.py: `backend: {type: tensorrt}`.",
+            TensorRTConfig,
+        ),
+        (
+            "PyTorch backend (`TorchConfig`)",
+            "models/backends/torch_cuda.py: `backend: {type: torch}`.",
+            TorchConfig,
+        ),
+        ("Automatic backend (`AutoConfig`)", "models/backends/auto.py: `backend: {type: auto}`.", AutoConfig),
+        (
+            "Plate reader application (`PlateReaderAppArgs`)",
+            "serve_apps/plate_reader.py: the `args` of the `plates` app in serve_apps/serve_config.yaml.",
+            PlateReaderAppArgs,
+        ),
+        (
+            "Plate reader (`PlateReaderConfig`)",
+            "models/plate.py: `PlateReaderAppArgs.reader`.",
+            PlateReaderConfig,
+        ),
+        (
+            "Face analyzer application (`FaceAnalyzerAppArgs`)",
+            "serve_apps/face_analyzer.py: the `args` of the `faces` app in serve_apps/serve_config.yaml.",
+            FaceAnalyzerAppArgs,
+        ),
+        (
+            "Face analyzer (`FaceAnalyzerConfig`)",
+            "models/face.py: `FaceAnalyzerAppArgs.analyzer`.",
+            FaceAnalyzerConfig,
+        ),
+        (
+            "Face embedder (`FaceEmbedderConfig`)",
+            "models/face.py: `FaceAnalyzerConfig.embedder`.",
+            FaceEmbedderConfig,
+        ),
+        (
+            "Second stages (`SecondStageConfig`)",
+            "cluster/second_stage.py: crops, face messages and embeddings.",
+            SecondStageConfig,
+        ),
+        (
+            "Stream layout (`StreamLayout`)",
+            "streams/keys.py: shared by every producer and consumer.",
+            StreamLayout,
+        ),
         ("Stream retention (`Retention`)", "streams/keys.py.", Retention),
         ("Demo (`DemoOptions`)", "cctv/demo.py: the options of `cctv demo`.", DemoOptions),
     ]
@@ -60,6 +129,8 @@ def _default(name: str, model: type[BaseModel]) -> str:
     if field.is_required():
         return "**required**"
     if field.default_factory is not None:
+        if not isinstance(field.default_factory, type):
+            return "(computed at start)"
         try:
             value = field.default_factory()
         except TypeError:
@@ -73,14 +144,21 @@ def render() -> str:
         "# Configuration reference",
         "",
         "Generated from the pydantic models by `python -m cctv.config_docs`; do not edit by hand.",
-        "Every model rejects unknown fields, and a bad value is reported with the field's name and the problem.",
+        "Every model rejects unknown fields; a bad value is reported with the field's name and the problem.",
         "Environment: `CCTV_DATA_DIR` (models and clips; else `../shared/data`, then the download cache),",
         "`REDIS_URL` (`cctv demo` and `cctv tail`).",
         "",
     ]
     for title, where, model in _models():
         schema = model.model_json_schema()
-        lines += [f"## {title}", "", where, "", "| field | type | default | description |", "|---|---|---|---|"]
+        lines += [
+            f"## {title}",
+            "",
+            where,
+            "",
+            "| field | type | default | description |",
+            "|---|---|---|---|",
+        ]
         for name, prop in schema.get("properties", {}).items():
             description = (prop.get("description") or "").replace("|", "\\|").replace("\n", " ")
             constraints = [

@@ -69,13 +69,20 @@ class RedisServer:
             self.dump_file.parent.mkdir(parents=True, exist_ok=True)
         args = [
             str(self.binary),
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(self.dump_file.parent) if self.dump_file else self._dir.name,
-            "--dbfilename", self.dump_file.name if self.dump_file else "dump.rdb",
-            "--protected-mode", "no",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.dump_file.parent) if self.dump_file else self._dir.name,
+            "--dbfilename",
+            self.dump_file.name if self.dump_file else "dump.rdb",
+            "--protected-mode",
+            "no",
         ]
         self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout_s
@@ -83,7 +90,9 @@ class RedisServer:
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 err = self._process.stderr.read().decode(errors="replace") if self._process.stderr else ""
-                raise RedisServerError(f"{self.binary.name} exited with {self._process.returncode}: {err[-500:]}")
+                raise RedisServerError(
+                    f"{self.binary.name} exited with {self._process.returncode}: {err[-500:]}"
+                )
             try:
                 if client.ping():
                     client.close()

@@ -36,11 +36,20 @@ def start_local_ray(num_cpus: int | None = None) -> None:
     )
 
 
-def deploy_detector(args: DetectorAppArgs | dict[str, Any] | None = None, http_port: int | None = None) -> None:
+def deploy_detector(
+    args: DetectorAppArgs | dict[str, Any] | None = None, http_port: int | None = None
+) -> None:
     """Start Serve (loopback HTTP) and run the detector application; returns when it is healthy."""
     parsed = args if isinstance(args, DetectorAppArgs) else DetectorAppArgs.model_validate(args or {})
     serve.start(http_options={"host": "127.0.0.1", "port": http_port or free_port()})
     serve.run(build_app(parsed.model_dump(mode="json")), name=DETECTOR_APP, route_prefix=None)
+
+
+def deploy_plate_reader(args: dict[str, Any] | None = None, app_name: str = "plates") -> None:
+    """Run the plate-reader second stage (cameras with ``plates: true`` send it vehicle crops)."""
+    from serve_apps.plate_reader import build_app as build_plate_app
+
+    serve.run(build_plate_app(args or {}), name=app_name, route_prefix=None)
 
 
 def start_groups(

@@ -9,14 +9,17 @@ Rules, in the order ``plan_assignment`` applies them:
    costs a reconnect (seconds of missing frames), so nothing moves just to even out load.
 2. A group over its hard capacity (measured decode cost grew) sheds its most expensive cameras
    first: the fewest moves that bring it back under the limit. A group with one camera keeps it.
-3. Cameras without a live group (new, re-enabled, or their group died) are placed largest cost first
-   into the least-loaded group that has room under ``target_fill``; a new group is created only when
-   none has room. The headroom above ``target_fill`` absorbs measurement drift without moves.
-4. Groups left without cameras are retired.
+3. Cameras of a dead group are placed first, into the least-loaded groups with room up to
+   ``failover_fill`` (by default all the headroom): those groups' CPUs are already reserved, while a
+   new group may have to wait for the autoscaler to add a node.
+4. Other cameras without a group (new, re-enabled, shed) are placed largest cost first into the
+   least-loaded group with room under ``target_fill`` (cost and camera count); a new group is created
+   only when none has room. The headroom absorbs measurement drift and failovers without moves.
+5. Groups left without cameras are retired.
 
-``plan_rebalance`` is the periodic, bounded pass: it relieves groups above ``target_fill`` and drains
-one nearly-empty group into the others when they can take all of its cameras, so the group count
-follows the load down. Both cap their moves, and both prefer staying put on ties.
+``plan_rebalance`` is the periodic, bounded pass: it brings groups back under ``target_fill`` (after a
+failover or cost drift) and drains one nearly-empty group into the others when they can take all of
+its cameras, so the group count follows the load down. Both cap their moves and prefer staying put.
 """
 
 from __future__ import annotations
@@ -57,7 +60,10 @@ class AssignmentPolicy(BaseModel):
         1.0, gt=0, description="Hard limit on a group's summed decode cost (CPU s/s, i.e. cores it may use)."
     )
     target_fill: float = Field(
-        0.8, gt=0, le=1, description="Fraction of capacity that placement fills; the rest is headroom."
+        0.8, gt=0, le=1, description="Fraction of the limits (cost, count) that placement fills: headroom."
+    )
+    failover_fill: float = Field(
+        1.0, gt=0, le=1, description="Fraction of the limits that a dead group's cameras may fill elsewhere."
     )
     max_cameras_per_group: int = Field(
         256, ge=1, description="Hard limit on cameras per group (one thread each; bounds status size)."
@@ -118,13 +124,6 @@ def group_name(policy: AssignmentPolicy, seq: int) -> str:
     return f"{policy.group_prefix}{seq:04d}"
 
 
-def group_loads(costs: Mapping[str, float], assignment: Mapping[str, str]) -> dict[str, float]:
-    loads: dict[str, float] = {}
-    for camera_id, group_id in assignment.items():
-        loads[group_id] = loads.get(group_id, 0.0) + costs.get(camera_id, 0.0)
-    return loads
-
-
 def plan_assignment(
     costs: Mapping[str, float],
     current: Mapping[str, str],
@@ -140,7 +139,7 @@ def plan_assignment(
     cost = _costs_with_floor(costs, policy)
     bins = {g: _Bin(g) for g in live_groups}
     moves: list[Move] = []
-    unplaced: list[str] = []
+    orphans: list[str] = []  # their group died
     for camera_id, group_id in current.items():
         if camera_id not in cost:
             if group_id in bins:  # removed or disabled: stop it where it runs
@@ -148,18 +147,18 @@ def plan_assignment(
         elif group_id in bins:
             bins[group_id].add(camera_id, cost[camera_id])
         else:
-            unplaced.append(camera_id)  # its group died
-    source: dict[str, str | None] = dict.fromkeys(unplaced)
-    for camera_id in cost:
-        if camera_id not in current:
-            unplaced.append(camera_id)
-            source[camera_id] = None
+            orphans.append(camera_id)
+    source: dict[str, str | None] = dict.fromkeys(orphans)
+    others = [c for c in cost if c not in current]
+    source.update(dict.fromkeys(others))
     for b in bins.values():
         for camera_id in _shed(b, cost, policy):
-            unplaced.append(camera_id)
+            others.append(camera_id)
             source[camera_id] = b.group_id
-    create, seq = _place(unplaced, cost, bins, policy, next_group_seq)
-    for camera_id in unplaced:
+    create, seq = _place(orphans, cost, bins, policy, policy.failover_fill, next_group_seq)
+    more, seq = _place(others, cost, bins, policy, policy.target_fill, seq)
+    create += more
+    for camera_id in orphans + others:
         target = next(b.group_id for b in bins.values() if camera_id in b.cameras)
         if target != source[camera_id]:
             moves.append(Move(camera_id, source[camera_id], target))
@@ -180,16 +179,23 @@ def plan_rebalance(
     bins: dict[str, _Bin] = {}
     for camera_id, group_id in current.items():
         bins.setdefault(group_id, _Bin(group_id)).add(camera_id, cost[camera_id])
-    soft = policy.group_capacity * policy.target_fill
+    soft_load, soft_count = _limits(policy, policy.target_fill)
     moves: list[Move] = []
     create: list[str] = []
     seq = next_group_seq
-    # 1. Soft overload: move the smallest cameras that bring the group under target_fill (small ones
-    #    fit elsewhere without opening a new group); never empty a group this way.
+    # 1. Soft overload: move the cameras that bring the group under target_fill with the fewest
+    #    moves, small ones first (they fit elsewhere without opening a group); never empty a group.
     for b in sorted(bins.values(), key=lambda b: (-b.load, b.group_id)):
-        while b.load > soft + _EPS and len(b.cameras) > 1 and len(moves) < policy.max_moves:
-            camera_id = _cheapest_relief(b, cost, b.load - soft)
-            target = _least_loaded_with_room(bins, cost[camera_id], policy, exclude=b.group_id)
+        while len(moves) < policy.max_moves and len(b.cameras) > 1:
+            if b.load > soft_load + _EPS:
+                camera_id = _cheapest_relief(b, cost, b.load - soft_load)
+            elif len(b.cameras) > soft_count:
+                camera_id = min(b.cameras, key=lambda c: (cost[c], c))
+            else:
+                break
+            target = _least_loaded_with_room(
+                bins, cost[camera_id], policy, policy.target_fill, exclude=b.group_id
+            )
             if target is None:
                 target = _Bin(group_name(policy, seq))
                 seq += 1
@@ -242,27 +248,44 @@ def _cheapest_relief(b: _Bin, cost: Mapping[str, float], excess: float) -> str:
     return min(b.cameras, key=lambda c: (-cost[c], c))
 
 
-def _has_room(b: _Bin, camera_cost: float, policy: AssignmentPolicy) -> bool:
-    limit = policy.group_capacity * policy.target_fill
-    # An empty group accepts any one camera, even one that alone exceeds the limit.
-    fits = not b.cameras or b.load + camera_cost <= limit + _EPS
-    return fits and len(b.cameras) < policy.max_cameras_per_group
+def _limits(policy: AssignmentPolicy, fill: float) -> tuple[float, int]:
+    """(load, camera count) a group may reach when filled to ``fill`` of its hard limits."""
+    return policy.group_capacity * fill, max(1, int(policy.max_cameras_per_group * fill + _EPS))
 
 
 def _least_loaded_with_room(
-    bins: Mapping[str, _Bin], camera_cost: float, policy: AssignmentPolicy, exclude: str | None = None
+    bins: Mapping[str, _Bin],
+    camera_cost: float,
+    policy: AssignmentPolicy,
+    fill: float,
+    exclude: str | None = None,
 ) -> _Bin | None:
-    candidates = [b for b in bins.values() if b.group_id != exclude and _has_room(b, camera_cost, policy)]
-    return min(candidates, key=lambda b: (b.load, len(b.cameras), b.group_id), default=None)
+    max_load, max_count = _limits(policy, fill)
+    best: _Bin | None = None
+    for b in bins.values():
+        # An empty group accepts any one camera, even one that alone exceeds the limit.
+        fits = not b.cameras or (b.load + camera_cost <= max_load + _EPS and len(b.cameras) < max_count)
+        if fits and b.group_id != exclude and (best is None or _rank(b) < _rank(best)):
+            best = b
+    return best
+
+
+def _rank(b: _Bin) -> tuple[float, int, str]:
+    return (b.load, len(b.cameras), b.group_id)
 
 
 def _place(
-    unplaced: list[str], cost: Mapping[str, float], bins: dict[str, _Bin], policy: AssignmentPolicy, seq: int
+    unplaced: list[str],
+    cost: Mapping[str, float],
+    bins: dict[str, _Bin],
+    policy: AssignmentPolicy,
+    fill: float,
+    seq: int,
 ) -> tuple[list[str], int]:
     """Largest cost first into the least-loaded group with room; open groups only when none has room."""
     create: list[str] = []
     for camera_id in sorted(unplaced, key=lambda c: (-cost[c], c)):
-        target = _least_loaded_with_room(bins, cost[camera_id], policy)
+        target = _least_loaded_with_room(bins, cost[camera_id], policy, fill)
         if target is None:
             target = _Bin(group_name(policy, seq))
             seq += 1
@@ -279,7 +302,7 @@ def _try_drain(
     others = {g: _Bin(g, set(b.cameras), b.load) for g, b in bins.items() if g != idle.group_id}
     moves: list[Move] = []
     for camera_id in sorted(idle.cameras, key=lambda c: (-cost[c], c)):
-        target = _least_loaded_with_room(others, cost[camera_id], policy)
+        target = _least_loaded_with_room(others, cost[camera_id], policy, policy.target_fill)
         if target is None or not target.cameras:
             return None
         target.add(camera_id, cost[camera_id])

@@ -61,6 +61,7 @@ class CameraRuntime:
         self._lock = threading.Lock()
         self.dropped: Counter[DropReason] = Counter()
         self.detections_by_class: Counter[str] = Counter()
+        self.second_stage_messages: Counter[str] = Counter()
         self.frames_analysed = 0
         self.last_error: str | None = None
         self._latency_ms: deque[float] = deque(maxlen=_LATENCY_SAMPLES)
@@ -79,6 +80,10 @@ class CameraRuntime:
             self.dropped[reason] += n
             if error:
                 self.last_error = error
+
+    def count_second_stage(self, kind: str) -> None:
+        with self._lock:
+            self.second_stage_messages[kind] += 1
 
     def record_analysed(self, latency_s: float, labels: list[str]) -> None:
         now = time.monotonic()
@@ -126,6 +131,7 @@ class CameraRuntime:
                     samples=len(latencies),
                 ),
                 detections_by_class=dict(self.detections_by_class),
+                second_stage_messages=dict(self.second_stage_messages),
                 dropped=dropped,
                 last_seq=self._seq - 1,
             )

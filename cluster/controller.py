@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import psutil
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -49,7 +49,6 @@ from cluster.status import CameraState, CameraStatus, GroupStatus
 from decoders.config import CameraSpec
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 class ControllerTimings(BaseModel):
@@ -129,7 +128,7 @@ class Controller:
         self._status: dict[str, CameraStatus] = {}
         self._group_seen: dict[str, tuple[float, str | None, int]] = {}  # time, node_id, batches_sent
         self._failovers: deque[FailoverRecord] = deque(maxlen=20)
-        self._open_failovers: dict[int, tuple[float, set[str]]] = {}  # id(record) -> (start, cameras)
+        self._open_failovers: dict[str, tuple[float, set[str]]] = {}  # dead group -> (start, its cameras)
         self._last_plan_ms = 0.0
         self._last_poll: float | None = None
         self._version = 0  # bumped by every change that the status summary depends on
@@ -242,16 +241,14 @@ class Controller:
         async with self._lock:
             if camera_id not in self._cameras:
                 raise CameraNotFound(camera_id)
-            await self._delete([camera_id])
+            self._remove([camera_id])
+            await self._replan()
 
     async def import_cameras(self, specs: list[CameraSpec], prune: bool = False) -> ImportResult:
         async with self._lock:
             wanted = {s.camera_id for s in specs}
             removed = sorted(set(self._cameras) - wanted) if prune else []
-            if removed:
-                self._store.delete_cameras(removed)
-                for camera_id in removed:
-                    self._forget(camera_id)
+            self._remove(removed)
             result = self._put(specs)
             if removed or result.created or result.updated:
                 await self._replan()
@@ -396,18 +393,14 @@ class Controller:
                 self._measured.pop(spec.camera_id, None)
         return result
 
-    async def _delete(self, camera_ids: list[str]) -> None:
-        self._store.delete_cameras(camera_ids)
+    def _remove(self, camera_ids: list[str]) -> None:
+        """Drop cameras from the store and from memory (the caller re-plans, which stops them)."""
+        if camera_ids:
+            self._store.delete_cameras(camera_ids)
+            self._version += 1
         for camera_id in camera_ids:
-            self._forget(camera_id)
-        await self._replan()
-
-    def _forget(self, camera_id: str) -> None:
-        self._version += 1
-        self._estimates.pop(camera_id, None)
-        self._cameras.pop(camera_id, None)
-        self._measured.pop(camera_id, None)
-        self._status.pop(camera_id, None)
+            for table in (self._cameras, self._estimates, self._measured, self._status):
+                table.pop(camera_id, None)
 
     def _costs(self) -> dict[str, float]:
         measured, estimated = self._measured, self._estimates
@@ -453,16 +446,24 @@ class Controller:
         """Make the ready groups run exactly their assigned cameras: stop/remove first, then add."""
         self._version += 1
         dead: dict[str, str] = {}
-        for group_id in sorted(self._retiring):
-            self._retiring.discard(group_id)
+        retiring, self._retiring = sorted(self._retiring), set()
+        for group_id in retiring:
             task = self._starting.pop(group_id, None)
             if task is not None:
                 task.cancel()
-            await self._groups.stop(group_id, self._t.call_timeout_s)
+        await asyncio.gather(*(self._groups.stop(g, self._t.call_timeout_s) for g in retiring))
+        for group_id in retiring:
             self._drop_group(group_id)
         desired = self._assignment
-        removals = [(g, c) for g in sorted(self._ready) for c in self._placed[g] if desired.get(c) != g]
+        # A camera moving to a group that is still starting keeps running where it is until then.
+        removals = [
+            (g, c)
+            for g in sorted(self._ready)
+            for c in self._placed[g]
+            if desired.get(c) != g and desired.get(c) not in self._starting
+        ]
         timeout = self._t.call_timeout_s
+        self._bump(g for g, _ in removals)
         errors = await self._bounded(self._groups.remove_camera(g, c, timeout) for g, c in removals)
         for (group_id, camera_id), error in zip(removals, errors, strict=True):
             if error is None:
@@ -481,8 +482,7 @@ class Controller:
                 adds.append((group_id, spec))
             elif running_in == group_id and self._placed[group_id][camera_id] not in (None, spec):
                 adds.append((group_id, spec))  # spec changed: the group restarts the camera
-        for group_id in {g for g, _ in removals} | {g for g, _ in adds}:
-            self._epoch[group_id] = self._epoch.get(group_id, 0) + 1
+        self._bump(g for g, _ in adds)
         errors = await self._bounded(self._groups.add_camera(g, s.secret_dict(), timeout) for g, s in adds)
         for (group_id, spec), error in zip(adds, errors, strict=True):
             if isinstance(error, GroupDeadError):
@@ -491,9 +491,14 @@ class Controller:
                 self._placed[group_id][spec.camera_id] = spec  # a timed-out add may still land: assume it did
             else:
                 log.warning("controller: add %s to %s failed: %s", spec.camera_id, group_id, error)
+        self._bump({g for g, _ in removals} | {g for g, _ in adds})  # reports sent meanwhile are stale
         self._close_failovers()
         if dead:
             await self._fail_over(dead)
+
+    def _bump(self, groups: Iterable[str]) -> None:
+        for group_id in set(groups):
+            self._epoch[group_id] = self._epoch.get(group_id, 0) + 1
 
     async def _bounded(self, calls: Iterable[Awaitable[Any]]) -> list[BaseException | None]:
         async def one(call: Awaitable[Any]) -> BaseException | None:
@@ -520,7 +525,7 @@ class Controller:
                 group_id=group_id, cameras=len(cameras), reason=reason, detected_at=time.time()
             )
             self._failovers.append(record)
-            self._open_failovers[id(record)] = (now, cameras)
+            self._open_failovers[group_id] = (now, cameras)
             task = self._starting.pop(group_id, None)
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
@@ -540,13 +545,11 @@ class Controller:
             return
         where = {c for g in self._ready for c in self._placed.get(g, {})}
         for i, record in enumerate(self._failovers):
-            key = id(record)
-            if key in self._open_failovers:
-                start, cameras = self._open_failovers[key]
-                if all(c in where for c in cameras if c in self._assignment):
-                    del self._open_failovers[key]
-                    done = record.model_copy(update={"reassigned_s": round(self._clock() - start, 3)})
-                    self._failovers[i] = done
+            start, cameras = self._open_failovers.get(record.group_id, (0.0, None))
+            if cameras is not None and all(c in where for c in cameras if c in self._assignment):
+                del self._open_failovers[record.group_id]
+                took = round(self._clock() - start, 3)
+                self._failovers[i] = record.model_copy(update={"reassigned_s": took})
 
     def _observe(self, status: GroupStatus, now: float, fresh: bool) -> bool:
         """Record one group's report; if ``fresh``, correct what we think it runs (True if that changed)."""

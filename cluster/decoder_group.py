@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cluster.camera_runtime import CameraRuntime
 from cluster.detector_client import DetectorClient, ServeDetectorClient
+from cluster.second_stage import SecondStage, SecondStageClient, SecondStageItem, ServeSecondStageClient
 from cluster.status import DropReason, GroupStatus
 from decoders.config import CameraSpec
 from decoders.factory import make_camera_source
@@ -53,15 +54,28 @@ class GroupConfig(BaseModel):
     max_inflight_batches: int = Field(2, ge=1, le=16, description="Micro-batches awaiting the detector.")
     batch_wait_s: float = Field(0.02, ge=0, le=1, description="Wait to gather frames from more cameras.")
     status_interval_s: float = Field(1.0, gt=0, description="How often camera states go to Redis.")
+    plates_app: str | None = Field(
+        "plates", description="Serve app of the plate reader (None: not deployed)."
+    )
+    faces_app: str | None = Field("faces", description="Serve app of the face analyzer (None: not deployed).")
 
 
 class DecoderGroupImpl:
     """The actor's logic; ``DecoderGroup`` below is the Ray actor class."""
 
-    def __init__(self, config: dict[str, Any] | GroupConfig, detector: DetectorClient | None = None) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any] | GroupConfig,
+        detector: DetectorClient | None = None,
+        second_stages: SecondStageClient | None = None,
+    ) -> None:
         self.config = config if isinstance(config, GroupConfig) else GroupConfig.model_validate(config)
         self._detector = detector
-        self._writer = StreamWriter.from_url(self.config.redis_url, self.config.streams, self.config.retention)
+        self._second_client = second_stages
+        self._second: SecondStage | None = None  # built on first use: most cameras need none
+        self._writer = StreamWriter.from_url(
+            self.config.redis_url, self.config.streams, self.config.retention
+        )
         self._cameras: dict[str, CameraRuntime] = {}
         self._started: asyncio.Future | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -71,6 +85,7 @@ class DecoderGroupImpl:
         self._model_input: ModelInput | None = None
         self._info: dict[str, Any] = {}
         self._batches_sent = 0
+        self._second_stage_errors = 0
         self._frames_sent = 0
         self._rr = 0  # round-robin start so no camera is always first into a batch
         # Micro-batches overlap in inference but are written in the order they were sent, so each
@@ -198,14 +213,18 @@ class DecoderGroupImpl:
         previous: asyncio.Future | None,
         written: asyncio.Future,
     ) -> None:
+        second: list[SecondStageItem] = []
         try:
             rows = await self._infer(batch)
             if previous is not None:
                 await asyncio.shield(previous)
             if rows is not None:
-                await self._write(batch, rows)
+                second = await self._write(batch, rows)
         finally:
             written.set_result(None)
+        if second:
+            # Still inside the in-flight bound, so the full-resolution frames held stay bounded.
+            await self._run_second_stages(second)
 
     async def _infer(self, batch: list[tuple[CameraRuntime, DecodedFrame]]) -> list[np.ndarray] | None:
         frames = np.stack([frame.image for _, frame in batch])
@@ -220,18 +239,24 @@ class DecoderGroupImpl:
             log.warning("group %s: %s", self.config.group_id, error)
             return None
 
-    async def _write(self, batch: list[tuple[CameraRuntime, DecodedFrame]], rows: list[np.ndarray]) -> None:
+    async def _write(
+        self, batch: list[tuple[CameraRuntime, DecodedFrame]], rows: list[np.ndarray]
+    ) -> list[SecondStageItem]:
+        """Write one detections message per frame; returns the frames that need second stages."""
         class_names = self._info["class_names"]
-        messages, accepted = [], []
+        messages, accepted, second = [], [], []
         for (runtime, frame), frame_rows in zip(batch, rows, strict=True):
             # Boxes come back in model pixels; the group knows each frame's letterbox scale.
             detections = Detections.from_array(frame_rows).scaled(1.0 / frame.scale)
+            seq = runtime.next_seq()
+            if frame.full_frame is not None and (runtime.spec.plates or runtime.spec.faces):
+                second.append(SecondStageItem(frame, detections, runtime.spec, seq))
             messages.append(
                 DetectionMessage.from_detections(
                     detections,
                     class_names,
                     frame,
-                    seq=runtime.next_seq(),
+                    seq=seq,
                     model=self._info["model"],
                     backend=self._info["backend"],
                     simulated=runtime.spec.url.get_secret_value().startswith("sim://"),
@@ -244,10 +269,33 @@ class DecoderGroupImpl:
             error = redact_text(f"stream write failed: {exc}")[:500]
             for runtime, _, _ in accepted:
                 runtime.count_drop(DropReason.SINK_ERROR, error=error)
-            return
+            return []
         written_at = time.time()
         for runtime, frame, labels in accepted:
             runtime.record_analysed(written_at - frame.capture_ts, labels)
+        return second
+
+    async def _run_second_stages(self, items: list[SecondStageItem]) -> None:
+        if self._second is None:
+            client = self._second_client or ServeSecondStageClient(
+                self.config.plates_app, self.config.faces_app
+            )
+            self._second = SecondStage(client, self._info["class_names"])
+        try:
+            messages = await self._second.process(items)
+            if messages:
+                await asyncio.to_thread(self._writer.write, messages)
+        except Exception as exc:  # a second stage never costs the detections already written
+            self._second_stage_errors += 1
+            log.warning(
+                "group %s: second stage failed: %s", self.config.group_id, redact_text(str(exc))[:300]
+            )
+            return
+        runtimes = self._cameras
+        for message in messages:
+            runtime = runtimes.get(message.camera_id)
+            if runtime is not None:
+                runtime.count_second_stage(message.kind)
 
     # -- status ----------------------------------------------------------------------------------
     async def status(self) -> dict[str, Any]:
@@ -258,8 +306,14 @@ class DecoderGroupImpl:
             cameras=cameras,
             batches_sent=self._batches_sent,
             mean_batch_frames=round(self._frames_sent / self._batches_sent, 2) if self._batches_sent else 0.0,
-            inflight_batches=self.config.max_inflight_batches - self._inflight._value if self._inflight else 0,
+            inflight_batches=self.config.max_inflight_batches - self._inflight._value
+            if self._inflight
+            else 0,
             backend=self._info.get("backend"),
+            second_stage_failures={
+                **(self._second.failures if self._second else {}),
+                **({"errors": self._second_stage_errors} if self._second_stage_errors else {}),
+            },
         ).model_dump(mode="json")
 
     async def _state_loop(self) -> None:

@@ -6,6 +6,7 @@ against an in-process fake as well as against real actors.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Protocol
 
 
@@ -57,7 +58,9 @@ class InMemoryGroupBackend:
     Cameras "run" while they are in a group that has not been killed. ``violations`` records every
     add of a camera that already runs in another live group (a double decode). Fault injection:
     ``die(group_id)`` (the actor is gone), ``hang(group_id)`` (calls time out; its cameras keep
-    running until it is killed), ``costs`` (the decode cost each camera reports in status).
+    running until it is killed), ``costs`` (the decode cost each camera reports in status), and
+    ``slow_start`` (an Event: while it is clear, new groups do not answer their first ping, like an
+    actor waiting for the autoscaler to add a node).
     """
 
     def __init__(self) -> None:
@@ -67,6 +70,8 @@ class InMemoryGroupBackend:
         self.costs: dict[str, float] = {}
         self.calls: list[tuple[str, str, str | None]] = []  # (method, group, camera)
         self.violations: list[str] = []
+        self.slow_start: asyncio.Event | None = None
+        self._unstarted: set[str] = set()
 
     # fault injection
     def die(self, group_id: str) -> None:
@@ -91,8 +96,13 @@ class InMemoryGroupBackend:
     async def create(self, group_id: str) -> None:
         self.groups[group_id] = {}
         self.calls.append(("create", group_id, None))
+        if self.slow_start is not None:
+            self._unstarted.add(group_id)
 
     async def ping(self, group_id: str, timeout_s: float) -> None:
+        if group_id in self._unstarted and self.slow_start is not None:
+            await self.slow_start.wait()
+            self._unstarted.discard(group_id)
         self._get(group_id)
 
     async def add_camera(self, group_id: str, spec: dict[str, Any], timeout_s: float) -> None:

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any
 
 import ray
 from ray.actor import ActorHandle
@@ -37,7 +37,6 @@ from cluster.inventory import build_store
 from decoders.config import CameraSpec
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 CONTROLLER_NAME = "cctv-controller"
 NAMESPACE = "cctv"
@@ -200,6 +199,22 @@ class ControllerActor:
         await (await self._ready()).shutdown(stop_groups)
 
 
+def _controller_handle(
+    config: ControllerConfig, name: str, namespace: str, num_cpus: float, pin_to_head: bool
+) -> ActorHandle:
+    options: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "lifetime": "detached",
+        "max_restarts": -1,
+        "num_cpus": num_cpus,
+        "get_if_exists": True,
+    }
+    if pin_to_head:
+        options["resources"] = {HEAD_NODE_RESOURCE: 0.001}
+    return ray.remote(ControllerActor).options(**options).remote(config.model_dump(mode="json"))
+
+
 def start_controller(
     config: ControllerConfig,
     name: str = CONTROLLER_NAME,
@@ -213,18 +228,17 @@ def start_controller(
     An existing controller keeps its own config: stop it (``stop_controller``) to change it. Pinned
     to the head node by default so that a restart finds the same SQLite file.
     """
-    options: dict[str, Any] = {
-        "name": name,
-        "namespace": namespace,
-        "lifetime": "detached",
-        "max_restarts": -1,
-        "num_cpus": num_cpus,
-        "get_if_exists": True,
-    }
-    if pin_to_head:
-        options["resources"] = {HEAD_NODE_RESOURCE: 0.001}
-    handle = ray.remote(ControllerActor).options(**options).remote(config.model_dump(mode="json"))
+    handle = _controller_handle(config, name, namespace, num_cpus, pin_to_head)
     ray.get(handle.ready.remote(), timeout=timeout_s)
+    return handle
+
+
+async def ensure_controller(
+    config: ControllerConfig, name: str = CONTROLLER_NAME, namespace: str = NAMESPACE, num_cpus: float = 0.1
+) -> ActorHandle:
+    """``start_controller`` for async callers (the Serve ingress starting the control plane)."""
+    handle = _controller_handle(config, name, namespace, num_cpus, pin_to_head=True)
+    await _awaitable(handle.ready.remote())
     return handle
 
 

@@ -48,6 +48,9 @@ class CameraStatus(BaseModel):
     decode_cpu_s_per_s: float = Field(0.0, description="Measured decode CPU seconds per wall second (cost).")
     latency: LatencySummary = Field(default_factory=LatencySummary)
     detections_by_class: dict[str, int] = Field(default_factory=dict)
+    second_stage_messages: dict[str, int] = Field(
+        default_factory=dict, description="Plate reads / face matches written, by message kind."
+    )
     dropped: dict[DropReason, int] = Field(default_factory=dict)
     last_seq: int = -1
 
@@ -60,3 +63,6 @@ class GroupStatus(BaseModel):
     mean_batch_frames: float = 0.0
     inflight_batches: int = 0
     backend: str | None = None
+    second_stage_failures: dict[str, int] = Field(
+        default_factory=dict, description="Failed second-stage requests by stage (detections were kept)."
+    )

@@ -29,6 +29,7 @@ import contextlib
 import logging
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable
 from enum import Enum
 
@@ -142,7 +143,8 @@ class CameraDecoder:
         try:
             self._run(emit, stop)
         except Exception as exc:  # a bug, not a camera problem: keep the group alive and say so
-            log.exception("camera %s: decoder loop crashed", self.spec.camera_id)
+            trace = self._redact("".join(traceback.format_exception(exc)))  # FFmpeg errors carry the URL
+            log.error("camera %s: decoder loop crashed\n%s", self.spec.camera_id, trace)
             self._record_error(exc)
             self._to(S.FAILED if self._sm.state is not S.STOPPED else S.STOPPED, force=True)
         finally:

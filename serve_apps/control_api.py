@@ -55,6 +55,7 @@ from cluster.control_models import (
     InvalidCamera,
     patch_changes,
 )
+from cluster.controller import ControllerConfig
 from cluster.status import CameraStatus
 from decoders.config import CameraSpec
 from decoders.redact import redact_text
@@ -257,6 +258,11 @@ class ControlAppArgs(BaseModel):
     namespace: str = Field("cctv", description="Ray namespace of the controller and its groups.")
     num_cpus: float = Field(0.1, gt=0, description="CPUs per API replica (it only forwards calls).")
     num_replicas: int = Field(1, ge=1, description="API replicas.")
+    controller: ControllerConfig | None = Field(
+        None,
+        description="Start the controller with this config if it is not running (on the head node). "
+        "None: it is started elsewhere (cluster.ray_layer.start_controller).",
+    )
 
 
 @serve.deployment(name="ControlAPI")
@@ -264,10 +270,13 @@ class ControlAppArgs(BaseModel):
 class ControlAPIDeployment:
     """Serve ingress; the FastAPI app is built per replica (``__serve_build_asgi_app__``)."""
 
-    def __init__(self, auth: TokenAuth, controller_name: str, namespace: str) -> None:
-        from cluster.ray_layer import RayControllerClient
+    async def __init__(self, auth: TokenAuth, args: dict[str, Any]) -> None:
+        from cluster.ray_layer import RayControllerClient, ensure_controller
 
-        self._app = create_app(RayControllerClient(controller_name, namespace), auth)
+        parsed = ControlAppArgs.model_validate(args)
+        if parsed.controller is not None:  # idempotent: an existing controller is kept as it is
+            await ensure_controller(parsed.controller, parsed.controller_name, parsed.namespace)
+        self._app = create_app(RayControllerClient(parsed.controller_name, parsed.namespace), auth)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return self._app
@@ -280,4 +289,4 @@ def app_builder(args: dict[str, Any] | None = None) -> serve.Application:
     deployment = ControlAPIDeployment.options(
         num_replicas=parsed.num_replicas, ray_actor_options={"num_cpus": parsed.num_cpus}
     )
-    return deployment.bind(auth, parsed.controller_name, parsed.namespace)
+    return deployment.bind(auth, parsed.model_dump(mode="json"))

@@ -64,7 +64,9 @@ def _frames_in(requests: list[np.ndarray]) -> int:
 class DetectorDeployment:
     def __init__(self, args: dict[str, Any] | None = None) -> None:
         self._args = DetectorAppArgs.model_validate(args or {})
-        self._detector = Detector.from_spec(get_model_spec(self._args.model), backend_config=self._args.backend)
+        self._detector = Detector.from_spec(
+            get_model_spec(self._args.model), backend_config=self._args.backend
+        )
         self.detect.set_max_batch_size(self._args.max_batch_frames)
         self.detect.set_batch_wait_timeout_s(self._args.batch_wait_timeout_s)
         self._busy_s = 0.0  # wall time spent in the model, for the utilisation autoscaler

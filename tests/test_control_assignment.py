@@ -42,11 +42,11 @@ def groups_of(assignment: dict[str, str]) -> dict[str, set[str]]:
             "a=0.1 b=0.1 c=0.1 d=0.1 e=0.1",
             {},
             [],
-            {"g0000": {"a", "b", "c", "d"}, "g0001": {"e"}},
+            {"g0000": {"a", "b", "c"}, "g0001": {"d", "e"}},
             5,
             ("g0000", "g0001"),
             (),
-            id="camera-count-limit",
+            id="camera-count-filled-to-target-fill",
         ),
         pytest.param(
             "a=0.5 b=0.2",
@@ -70,6 +70,26 @@ def groups_of(assignment: dict[str, str]) -> dict[str, set[str]]:
         ),
         pytest.param(
             "a=0.5 b=0.4",
+            {"a": "g0", "b": "g1"},
+            ["g0"],
+            {"g0": {"a", "b"}},
+            1,
+            (),
+            (),
+            id="dead-group-cameras-use-headroom",
+        ),
+        pytest.param(
+            "a=0.5 b=0.2 c=0.2",
+            {"a": "g0", "b": "g2"},
+            ["g0"],
+            {"g0": {"a", "b"}, "g0007": {"c"}},
+            2,
+            ("g0007",),
+            (),
+            id="new-camera-respects-target-fill-orphan-does-not",
+        ),
+        pytest.param(
+            "a=0.7 b=0.4",
             {"a": "g0", "b": "g1"},
             ["g0"],
             {"g0": {"a"}, "g0007": {"b"}},
@@ -199,6 +219,13 @@ def test_plan_rebalance(camera_costs, current, max_moves, expected_groups, creat
     assert plan.create == create
     assert plan.retire == retire
     assert len(plan.moves) <= max_moves
+
+
+def test_rebalance_restores_count_headroom_after_failover():
+    # max 4 cameras, target 3: a failover filled g0 to 4; rebalance moves its cheapest camera back out.
+    current = {"a": "g0", "b": "g0", "c": "g0", "d": "g0", "e": "g1", "f": "g1", "g": "g2"}
+    plan = plan_rebalance(costs("a=0.01 b=0.02 c=0.02 d=0.02 e=0.3 f=0.3 g=0.1"), current, POLICY)
+    assert plan.moves == (Move("a", "g0", "g2"),) and not plan.create and not plan.retire
 
 
 @pytest.mark.parametrize("seed", range(8))

@@ -73,7 +73,7 @@ async def test_import_assigns_every_camera_once(db, groups):
     await settle(controller)
     assert len(result.created) == 10 and result.plan_ms >= 0
     assert_runs_exactly(controller, groups)
-    assert len(groups.running()) == 3  # 4 cameras per group at most
+    assert len(groups.running()) == 4  # at most 4 cameras per group, filled to 80%: 3
     status = await controller.cluster_status()
     assert status.by_state == {"online": 10} and status.assigned == 10 and status.simulated == 10
 
@@ -192,10 +192,10 @@ async def test_group_dead_while_controller_down(db, groups):
 
 async def test_measured_cost_overload_is_shed_by_rebalance(db, groups):
     controller = await started(db, groups)
-    await controller.import_cameras(cams(4))
+    await controller.import_cameras(cams(3))
     await settle(controller)
     assert len(groups.running()) == 1
-    groups.costs = {"cam-000": 0.5, "cam-001": 0.4, "cam-002": 0.3, "cam-003": 0.01}
+    groups.costs = {"cam-000": 0.6, "cam-001": 0.5, "cam-002": 0.01}  # measured: over capacity (1.0)
     await controller.poll_status()  # measure
     await controller.rebalance()
     await settle(controller)
@@ -204,7 +204,7 @@ async def test_measured_cost_overload_is_shed_by_rebalance(db, groups):
     assert len(groups.running()) == 2
     assert_runs_exactly(controller, groups)
     view = await controller.get_camera("cam-000")
-    assert view.cost_measured and view.cost == 0.5
+    assert view.cost_measured and view.cost == 0.6
 
 
 async def test_status_poll_repairs_a_group_that_lost_a_camera(db, groups):
@@ -227,3 +227,21 @@ async def test_list_filters_and_pages(db, groups):
     assert [v.camera["camera_id"] for v in page.cameras] == ["cam-002", "cam-003", "cam-004"]
     assert (await controller.list_cameras(state="disabled")).total == 2
     assert (await controller.list_cameras(state="online")).total == 7
+
+
+async def test_a_move_waits_for_its_new_group_to_start(db, groups):
+    controller = await started(db, groups)
+    await controller.import_cameras(cams(3))
+    await settle(controller)
+    (source,) = groups.running()
+    groups.slow_start = asyncio.Event()  # the next group waits, e.g. for the autoscaler
+    groups.costs = {"cam-000": 0.6, "cam-001": 0.5, "cam-002": 0.01}
+    await controller.poll_status()
+    await controller.rebalance()
+    await settle(controller)
+    moving = [c for c, g in controller.assignment().items() if g != source]
+    assert moving and all(c in groups.running()[source] for c in moving)  # still decoded where they were
+    assert groups.violations == []
+    groups.slow_start.set()
+    await settle(controller)
+    assert_runs_exactly(controller, groups)

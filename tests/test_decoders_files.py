@@ -16,6 +16,7 @@ from decoders.config import BackoffPolicy, CameraSpec
 from decoders.factory import make_camera_source
 from decoders.frame import DecodedFrame, ModelInput
 from models.preprocess import letterbox
+from tests.helpers.running import RunningDecoder
 from tests.helpers.video import keyframe_times, make_h264
 
 VTEST = "opencv_vtest_480x360.avi"  # real footage, H.264 High with B-frames, 10 fps, 795 frames
@@ -135,9 +136,20 @@ def test_realtime_pacing_is_roughly_real_time(tmp_path):
 
 def test_realtime_loop_keeps_the_frame_interval_across_the_restart(tmp_path):
     clip = make_h264(tmp_path / "rt-loop.mp4", frames=5, fps=10)
-    frames, _ = decode(clip, sampling="all", realtime=True, loop=True, limit=10)
-    gaps = np.diff([f.capture_ts for f in frames])
-    assert gaps[4] > 0.05 and gaps.sum() == pytest.approx(0.9, abs=0.2)  # ~0.1 s between passes too
+    clock = FakeClock()
+    decoder = CameraDecoder(spec(clip, sampling="all", realtime=True, loop=True), ModelInput(), clock=clock)
+    frames: list[DecodedFrame] = []
+    stop = threading.Event()
+
+    def emit(frame: DecodedFrame) -> None:
+        frames.append(frame)
+        if len(frames) == 12:
+            stop.set()
+
+    decoder.run(emit, stop)
+    released = [f.capture_ts - frames[0].capture_ts for f in frames]
+    assert released == pytest.approx([i / 10 for i in range(12)])  # 0.1 s between passes too
+    assert [f.frame_index for f in frames] == [0, 1, 2, 3, 4] * 2 + [0, 1]
 
 
 def test_resolution_change_mid_stream(tmp_path):
@@ -170,14 +182,11 @@ def test_disabled_camera_does_not_decode(media):
 def test_stop_event_stops_a_looping_realtime_camera_promptly(tmp_path):
     clip = make_h264(tmp_path / "live.mp4", frames=20)
     decoder = CameraDecoder(spec(clip, realtime=True, loop=True, sampling="all"), ModelInput())
-    stop = threading.Event()
-    thread = threading.Thread(target=decoder.run, args=(lambda f: None, stop))
-    thread.start()
-    time.sleep(0.5)
-    assert decoder.health().state is CameraState.ONLINE
-    stop.set()
-    thread.join(timeout=2)
-    assert not thread.is_alive() and decoder.health().state is CameraState.STOPPED
+    with RunningDecoder(decoder) as run:
+        run.wait_for(lambda h: h.state is CameraState.ONLINE and h.frames_decoded > 2, 10, "online")
+        run.stop.set()
+        run.thread.join(timeout=2)
+        assert not run.thread.is_alive() and decoder.health().state is CameraState.STOPPED
 
 
 def test_emit_errors_do_not_kill_the_camera(tmp_path):

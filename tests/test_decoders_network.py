@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 
+import numpy as np
 import pytest
 
 from cluster.status import CameraState
@@ -111,8 +112,8 @@ def test_http_mjpeg_stream_without_timestamps(ts_clip):
     ):
         health = run.wait_for(lambda h: h.frames_sampled >= 6, 20, "sampled MJPEG frames")
         assert health.codec == "mjpeg" and health.state is CameraState.ONLINE
-        gaps = [b.pts_s - a.pts_s for a, b in zip(run.frames, run.frames[1:], strict=False)]
-        assert all(0.1 < gap < 0.45 for gap in gaps[1:]), gaps  # ~0.2 s: sampled by arrival time
+        gaps = np.diff([f.pts_s for f in run.frames])
+        assert np.all(gaps > 0.1) and 0.15 < np.median(gaps) < 0.3, gaps  # ~0.2 s: sampled by arrival time
 
 
 @pytest.mark.slow

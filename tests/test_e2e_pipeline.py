@@ -102,7 +102,9 @@ def test_unreachable_camera_reports_why_while_others_keep_running(ray_serve, red
         client = redis.Redis.from_url(redis_url)
         for key in client.keys("*"):
             kind = client.type(key)
-            dump = str(client.hgetall(key) if kind == b"hash" else client.xrange(key) if kind == b"stream" else "")
+            dump = str(
+                client.hgetall(key) if kind == b"hash" else client.xrange(key) if kind == b"stream" else ""
+            )
             assert "hunter2" not in dump
     finally:
         ray_serve.stop_groups(groups)

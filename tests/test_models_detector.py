@@ -173,9 +173,9 @@ def test_model_spec_validation(update: dict, message: str) -> None:
         ModelSpec.model_validate(get_model_spec("yolox_nano").model_dump() | update)
 
 
-@pytest.mark.parametrize("config", ["tensorrt", {"type": "tensorrt"}, {"type": None}, {}])
+@pytest.mark.parametrize("config", ["openvino", {"type": "openvino"}, {"type": None}, {}])
 def test_unknown_backend_lists_valid_names(config) -> None:
-    with pytest.raises(UnknownBackendError, match="valid backends: onnxruntime"):
+    with pytest.raises(UnknownBackendError, match="valid backends: auto, onnxruntime, tensorrt, torch"):
         create_backend(config, "unused.onnx")
 
 

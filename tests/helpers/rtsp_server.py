@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import select
-import shutil
 import signal
 import socket
 import subprocess
@@ -183,7 +182,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--height", type=int, default=240)
     args = parser.parse_args()
-    if args.file and not shutil.which("gst-inspect-1.0") and not os.path.exists(args.file):
+    if args.file and not os.path.exists(args.file):
         sys.exit(f"no such file: {args.file}")
     serve(args.port, args.path, args.file, args.fps, args.width, args.height)
 
