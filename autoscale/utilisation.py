@@ -4,11 +4,12 @@ Serve's default policy scales on ongoing requests per replica. Our requests are 
 1..N frames, so a request count says little about load: 4 requests of 16 frames are 16x the work of
 4 single frames. Each inference replica instead reports the fraction of wall time it spent running
 the model (``busy_fraction``, via ``record_autoscaling_stats``); the sum over replicas is the number
-of fully-busy replicas the load needs. We keep replicas at ``target_utilisation`` with hysteresis:
-scale up after the demand has held for ``upscale_delay_s``, down after ``downscale_delay_s``.
+of fully-busy replicas the load needs, and we keep replicas at ``target_utilisation``. Serve itself
+adds the hysteresis (a decision must hold for ``upscale_delay_s`` / ``downscale_delay_s``, which the
+deployments set from ``UtilisationParams``).
 
-``decide`` is a pure function (state in, state out, clock passed in) so it is unit-tested without a
-cluster; ``UtilisationPolicy`` adapts Serve's ``AutoscalingContext`` to it. Serve config:
+``decide`` is a pure function, unit-tested without a cluster; ``UtilisationPolicy`` adapts Serve's
+``AutoscalingContext`` to it. Serve config:
 ``autoscaling_config.policy = {policy_function: "autoscale.utilisation:UtilisationPolicy",
 policy_kwargs: {...UtilisationParams}}``.
 """
@@ -27,47 +28,45 @@ class UtilisationParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     target_utilisation: float = Field(0.7, gt=0, le=1, description="Busy fraction to hold each replica at.")
-    upscale_delay_s: float = Field(5.0, ge=0, description="Demand must exceed capacity this long to add.")
-    downscale_delay_s: float = Field(60.0, ge=0, description="Demand must stay below this long to remove.")
+    upscale_delay_s: float = Field(
+        5.0, ge=0, description="Serve adds replicas once the policy has wanted more for this long."
+    )
+    downscale_delay_s: float = Field(
+        60.0, ge=0, description="Serve removes replicas once the policy has wanted fewer for this long."
+    )
     max_step_up: int = Field(4, ge=1, description="Most replicas added in one decision.")
 
 
-def desired_replicas(busy_fractions: list[float], target_utilisation: float) -> int:
-    """Replicas needed so that the measured busy time spreads at ``target_utilisation`` each."""
+def desired_replicas(busy_fractions: list[float], target_utilisation: float, requests: float = 1.0) -> int:
+    """Replicas needed so that the measured busy time spreads at ``target_utilisation`` each.
+
+    Zero only when nothing is busy and no request is waiting (scale-to-zero, if the bounds allow).
+    """
     busy = sum(min(1.0, max(0.0, b)) for b in busy_fractions)
+    if busy <= 0.0 and requests <= 0:
+        return 0
     return max(1, math.ceil(busy / target_utilisation - 1e-9))
 
 
 def decide(
     busy_fractions: list[float],
+    requests: float,
     current: int,
     bounds: tuple[int, int],
     params: UtilisationParams,
-    state: dict[str, Any],
-    now: float,
-) -> tuple[int, dict[str, Any]]:
-    """The replica count to run now, and the policy state to pass to the next call."""
+) -> int:
+    """The replica count the measured load needs now, within ``bounds``.
+
+    ``requests``: ongoing plus queued requests, so a deployment at zero replicas starts on demand.
+    Hysteresis is not done here: Serve applies ``upscale_delay_s`` / ``downscale_delay_s`` to whatever
+    a custom policy returns (it must see the same decision for that long), so this returns the target
+    on every call.
+    """
     low, high = bounds
     if current == 0:
-        return max(low, 1), {}
-    want = min(high, max(low, desired_replicas(busy_fractions, params.target_utilisation)))
-    state = dict(state)
-    if want > current:
-        state.pop("down_since", None)
-        since = state.setdefault("up_since", now)
-        if now - since >= params.upscale_delay_s:
-            state.pop("up_since")
-            return min(want, current + params.max_step_up), state
-    elif want < current:
-        state.pop("up_since", None)
-        since = state.setdefault("down_since", now)
-        if now - since >= params.downscale_delay_s:
-            state.pop("down_since")
-            return want, state
-    else:
-        state.pop("up_since", None)
-        state.pop("down_since", None)
-    return current, state
+        return max(low, 1) if requests > 0 else low
+    want = min(high, max(low, desired_replicas(busy_fractions, params.target_utilisation, requests)))
+    return min(want, current + params.max_step_up)
 
 
 class UtilisationPolicy:
@@ -82,11 +81,11 @@ class UtilisationPolicy:
         if not busy and ctx.current_num_replicas > 0:
             # No reports yet (replicas starting): hold steady rather than guess.
             return ctx.current_num_replicas, ctx.policy_state
-        return decide(
+        target = decide(
             busy,
+            float(ctx.total_num_requests or 0),
             ctx.current_num_replicas,
             (ctx.capacity_adjusted_min_replicas, ctx.capacity_adjusted_max_replicas),
             self.params,
-            ctx.policy_state or {},
-            ctx.current_time,
         )
+        return target, ctx.policy_state

@@ -10,22 +10,20 @@ it loads the watchlist gallery (``analyzer.gallery_file``) at start, read-only.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from ray import serve
 
 from models.backends.auto import AutoConfig
 from models.backends.registry import BackendConfig
 from models.face import FaceAnalyzer, FaceAnalyzerConfig, FaceResult
+from serve_apps.common import BusyTimeReporter, ReplicaArgs, split_by_request
 
 
-class FaceAnalyzerAppArgs(BaseModel):
+class FaceAnalyzerAppArgs(ReplicaArgs):
     """Arguments of the ``faces`` Serve application."""
-
-    model_config = ConfigDict(extra="forbid")
 
     analyzer: FaceAnalyzerConfig = Field(
         default_factory=FaceAnalyzerConfig, description="Models, thresholds."
@@ -35,12 +33,7 @@ class FaceAnalyzerAppArgs(BaseModel):
         description="Inference backend; auto: TensorRT > PyTorch CUDA > ONNX Runtime.",
     )
     max_batch_images: int = Field(16, ge=1, le=1024, description="Largest model batch, in images.")
-    batch_wait_timeout_s: float = Field(0.01, ge=0, le=1, description="How long a partial batch waits.")
     num_cpus: float = Field(0.25, gt=0, description="CPUs reserved per replica.")
-    num_gpus: float = Field(0.0, ge=0, description="GPUs per replica (fractions share a GPU).")
-    min_replicas: int = Field(1, ge=0, description="Fewest replicas.")
-    max_replicas: int = Field(2, ge=1, description="Most replicas.")
-    target_ongoing_requests: float = Field(2.0, gt=0, description="Micro-batches in flight per replica.")
     max_ongoing_requests: int = Field(64, ge=1, description="Must exceed micro-batches per model batch.")
 
 
@@ -49,7 +42,7 @@ def _images_in(requests: list[list[np.ndarray]]) -> int:
 
 
 @serve.deployment(name="FaceAnalyzer")
-class FaceAnalyzerDeployment:
+class FaceAnalyzerDeployment(BusyTimeReporter):
     def __init__(self, args: dict[str, Any] | None = None) -> None:
         self._args = FaceAnalyzerAppArgs.model_validate(args or {})
         self._analyzer = FaceAnalyzer.from_config(self._args.analyzer, backend=self._args.backend)
@@ -67,12 +60,8 @@ class FaceAnalyzerDeployment:
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01, batch_size_fn=_images_in)
     async def analyze(self, requests: list[list[np.ndarray]]) -> list[list[list[FaceResult]]]:
         merged = [image for request in requests for image in request]
-        faces = await asyncio.to_thread(self._analyzer.analyze, merged) if merged else []
-        out, start = [], 0
-        for request in requests:
-            out.append(faces[start : start + len(request)])
-            start += len(request)
-        return out
+        faces = await self.run_model(self._analyzer.analyze, merged) if merged else []
+        return split_by_request(faces, [len(request) for request in requests])
 
     async def __call__(self, images: list[np.ndarray]) -> list[list[FaceResult]]:
         return await self.analyze(images)
@@ -80,15 +69,4 @@ class FaceAnalyzerDeployment:
 
 def build_app(args: dict[str, Any] | None = None) -> serve.Application:
     parsed = FaceAnalyzerAppArgs.model_validate(args or {})
-    return FaceAnalyzerDeployment.options(
-        max_ongoing_requests=parsed.max_ongoing_requests,
-        ray_actor_options={"num_cpus": parsed.num_cpus, "num_gpus": parsed.num_gpus},
-        autoscaling_config={
-            "min_replicas": parsed.min_replicas,
-            "initial_replicas": max(1, parsed.min_replicas),
-            "max_replicas": parsed.max_replicas,
-            "target_ongoing_requests": parsed.target_ongoing_requests,
-            "upscale_delay_s": 10,
-            "downscale_delay_s": 60,
-        },
-    ).bind(parsed.model_dump(mode="json"))
+    return FaceAnalyzerDeployment.options(**parsed.deployment_options()).bind(parsed.model_dump(mode="json"))

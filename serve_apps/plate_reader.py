@@ -12,22 +12,20 @@ beside decoders; the replica is stateless and returns plate corners in crop pixe
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from ray import serve
 
 from models.backends.auto import AutoConfig
 from models.backends.registry import BackendConfig
 from models.plate import PlateRead, PlateReader, PlateReaderConfig
+from serve_apps.common import BusyTimeReporter, ReplicaArgs, split_by_request
 
 
-class PlateReaderAppArgs(BaseModel):
+class PlateReaderAppArgs(ReplicaArgs):
     """Arguments of the ``plates`` Serve application."""
-
-    model_config = ConfigDict(extra="forbid")
 
     reader: PlateReaderConfig = Field(default_factory=PlateReaderConfig, description="Models and thresholds.")
     backend: BackendConfig = Field(
@@ -35,12 +33,7 @@ class PlateReaderAppArgs(BaseModel):
         description="Inference backend; auto: TensorRT > PyTorch CUDA > ONNX Runtime.",
     )
     max_batch_crops: int = Field(32, ge=1, le=1024, description="Largest model batch, in crops.")
-    batch_wait_timeout_s: float = Field(0.01, ge=0, le=1, description="How long a partial batch waits.")
     num_cpus: float = Field(0.25, gt=0, description="CPUs reserved per replica.")
-    num_gpus: float = Field(0.0, ge=0, description="GPUs per replica (fractions share a GPU).")
-    min_replicas: int = Field(1, ge=0, description="Fewest replicas.")
-    max_replicas: int = Field(2, ge=1, description="Most replicas.")
-    target_ongoing_requests: float = Field(2.0, gt=0, description="Micro-batches in flight per replica.")
     max_ongoing_requests: int = Field(64, ge=1, description="Must exceed micro-batches per model batch.")
 
 
@@ -49,7 +42,7 @@ def _crops_in(requests: list[list[np.ndarray]]) -> int:
 
 
 @serve.deployment(name="PlateReader")
-class PlateReaderDeployment:
+class PlateReaderDeployment(BusyTimeReporter):
     def __init__(self, args: dict[str, Any] | None = None) -> None:
         self._args = PlateReaderAppArgs.model_validate(args or {})
         self._reader = PlateReader.from_config(self._args.reader, backend=self._args.backend)
@@ -67,12 +60,8 @@ class PlateReaderDeployment:
     async def read(self, requests: list[list[np.ndarray]]) -> list[list[list[PlateRead]]]:
         """Each request: a list of BGR crops; each result: the plates read in each crop."""
         merged = [crop for request in requests for crop in request]
-        reads = await asyncio.to_thread(self._reader.read, merged) if merged else []
-        out, start = [], 0
-        for request in requests:
-            out.append(reads[start : start + len(request)])
-            start += len(request)
-        return out
+        reads = await self.run_model(self._reader.read, merged) if merged else []
+        return split_by_request(reads, [len(request) for request in requests])
 
     async def __call__(self, crops: list[np.ndarray]) -> list[list[PlateRead]]:
         return await self.read(crops)
@@ -80,15 +69,4 @@ class PlateReaderDeployment:
 
 def build_app(args: dict[str, Any] | None = None) -> serve.Application:
     parsed = PlateReaderAppArgs.model_validate(args or {})
-    return PlateReaderDeployment.options(
-        max_ongoing_requests=parsed.max_ongoing_requests,
-        ray_actor_options={"num_cpus": parsed.num_cpus, "num_gpus": parsed.num_gpus},
-        autoscaling_config={
-            "min_replicas": parsed.min_replicas,
-            "initial_replicas": max(1, parsed.min_replicas),
-            "max_replicas": parsed.max_replicas,
-            "target_ongoing_requests": parsed.target_ongoing_requests,
-            "upscale_delay_s": 10,
-            "downscale_delay_s": 60,
-        },
-    ).bind(parsed.model_dump(mode="json"))
+    return PlateReaderDeployment.options(**parsed.deployment_options()).bind(parsed.model_dump(mode="json"))
