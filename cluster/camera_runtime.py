@@ -75,6 +75,11 @@ class CameraRuntime:
             self._seq += 1
             return seq
 
+    def peek_seq(self) -> int:
+        """The seq the next analysed frame would get."""
+        with self._lock:
+            return self._seq
+
     def count_drop(self, reason: DropReason, n: int = 1, error: str | None = None) -> None:
         with self._lock:
             self.dropped[reason] += n

@@ -81,6 +81,7 @@ class DecoderGroupImpl:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._inflight: asyncio.Semaphore | None = None
+        self._membership: asyncio.Lock | None = None
         self._tasks: list[asyncio.Task] = []
         self._model_input: ModelInput | None = None
         self._info: dict[str, Any] = {}
@@ -103,6 +104,7 @@ class DecoderGroupImpl:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._inflight = asyncio.Semaphore(self.config.max_inflight_batches)
+        self._membership = asyncio.Lock()
         if self._detector is None:
             self._detector = ServeDetectorClient(self.config.detector_app, self.config.detector_deployment)
         self._info = await self._detector.info()
@@ -118,6 +120,8 @@ class DecoderGroupImpl:
         return self.config.group_id
 
     async def stop(self) -> None:
+        if self._started is None:
+            return
         for camera_id in list(self._cameras):
             await self.remove_camera(camera_id)
         for task in self._tasks:
@@ -126,14 +130,21 @@ class DecoderGroupImpl:
 
     # -- cameras ---------------------------------------------------------------------------------
     async def add_camera(self, spec: dict[str, Any] | CameraSpec) -> None:
+        """Start decoding a camera; adding one that runs already restarts it with the new spec."""
         await self._ensure_started()
         spec = spec if isinstance(spec, CameraSpec) else CameraSpec.model_validate(spec)
-        if spec.camera_id in self._cameras:
-            await self.remove_camera(spec.camera_id)
-        keep_full = spec.plates or spec.faces
-        source = make_camera_source(spec, self._model_input, keep_full_frame=keep_full)
-        next_seq = await asyncio.to_thread(self._last_seq, spec.camera_id) + 1
-        runtime = CameraRuntime(spec, source, next_seq)
+        # One membership change at a time: two concurrent adds of a camera must not both start it.
+        async with self._membership:
+            previous = await self._stop_camera(spec.camera_id)
+            keep_full = spec.plates or spec.faces
+            source = make_camera_source(spec, self._model_input, keep_full_frame=keep_full)
+            next_seq = await asyncio.to_thread(self._last_seq, spec.camera_id) + 1
+            if previous is not None:  # its last messages may not be in Redis yet
+                next_seq = max(next_seq, previous.peek_seq())
+            self._start_camera(CameraRuntime(spec, source, next_seq))
+
+    def _start_camera(self, runtime: CameraRuntime) -> None:
+        spec = runtime.spec
         self._cameras[spec.camera_id] = runtime
         if spec.enabled:
             runtime.thread = threading.Thread(
@@ -149,12 +160,20 @@ class DecoderGroupImpl:
             return -1  # Redis down: start at 0; sequence gaps are visible to consumers
 
     async def remove_camera(self, camera_id: str) -> None:
+        if self._started is None:
+            return  # never started: it has no cameras
+        await self._started
+        async with self._membership:
+            await self._stop_camera(camera_id)
+
+    async def _stop_camera(self, camera_id: str) -> CameraRuntime | None:
         runtime = self._cameras.pop(camera_id, None)
         if runtime is None:
-            return
+            return None
         runtime.stop.set()
         if runtime.thread is not None:
             await asyncio.to_thread(runtime.thread.join, 5.0)
+        return runtime
 
     async def camera_ids(self) -> list[str]:
         return list(self._cameras)
@@ -246,6 +265,8 @@ class DecoderGroupImpl:
         class_names = self._info["class_names"]
         messages, accepted, second = [], [], []
         for (runtime, frame), frame_rows in zip(batch, rows, strict=True):
+            if self._cameras.get(runtime.spec.camera_id) is not runtime:
+                continue  # removed or restarted with a new spec while this frame was in flight
             # Boxes come back in model pixels; the group knows each frame's letterbox scale.
             detections = Detections.from_array(frame_rows).scaled(1.0 / frame.scale)
             seq = runtime.next_seq()

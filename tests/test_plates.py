@@ -154,28 +154,15 @@ def test_batched_read_matches_single_reads(reader, media):
 
 
 @pytest.fixture(scope="module")
-def plates_app(model_path):
-    """The ``plates`` Serve application on a small local Ray (reused if the session already has one)."""
+def plates_app(model_path, ray_serve):
+    """The ``plates`` Serve application on the session's Ray cluster."""
     model_path("cct_xs_v1_global.onnx")
-    import logging
-
-    import ray
     from ray import serve
 
-    from cctv.redis_server import free_port
-    from serve_apps.plate_reader import build_app
-
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
-    serve.start(http_options={"host": "127.0.0.1", "port": free_port()})
     args = {"backend": {"type": "onnxruntime"}, "max_batch_crops": 4, "num_cpus": 0.25, "max_replicas": 1}
-    serve.run(build_app(args), name="plates", route_prefix=None)
+    ray_serve.deploy_plate_reader(args)
     yield
     serve.delete("plates")
-    if started:
-        serve.shutdown()
-        ray.shutdown()
 
 
 @pytest.mark.slow
