@@ -38,6 +38,7 @@ class PipelineBenchOptions(BaseModel):
     fps: float = Field(5.0, gt=0)
     duration_s: float = Field(30.0, gt=0)
     warmup_s: float = Field(10.0, ge=0)
+    idle_s: float = Field(5.0, gt=0, description="Idle measurement before cameras are added.")
     model_batch: int = Field(16, ge=1)
 
 
@@ -109,6 +110,11 @@ def measure_pipeline(options: PipelineBenchOptions, clips: list[Path], console: 
         runtime.start_local_ray()
         try:
             runtime.deploy_detector({"max_replicas": 1})
+            # The fixed cost of the deployment with no camera (Ray daemons, Serve controller and proxy,
+            # the idle replica, Redis): what a cluster pays whatever its load.
+            idle_cpu0, idle_wall0 = _tree_cpu_seconds(), time.perf_counter()
+            time.sleep(options.idle_s)
+            idle_rate = (_tree_cpu_seconds() - idle_cpu0) / (time.perf_counter() - idle_wall0)
             groups = runtime.start_groups(cameras, server.url, cameras_per_group=8)
             console.print(
                 f"pipeline: warm-up {options.warmup_s:.0f}s, then {options.duration_s:.0f}s measured"
@@ -135,6 +141,8 @@ def measure_pipeline(options: PipelineBenchOptions, clips: list[Path], console: 
         "analysed_frames_per_s": frames / wall,
         "cpu_s": round(cpu, 2),
         "cpu_s_per_frame": cpu / max(1, frames),
+        "idle_cpu_s_per_s": idle_rate,
+        "cpu_s_per_frame_above_idle": (cpu - idle_rate * wall) / max(1, frames),
         "mean_batch_frames": status["mean_batch_frames"],
         "dropped": dropped,
     }
@@ -175,6 +183,9 @@ def run(options: PipelineBenchOptions, console: Console | None = None) -> dict:
         f"| limit = decode + model | {limit * 1e3:.2f} |\n"
         f"| **pipeline** (Ray + Serve + Redis, all processes) "
         f"| **{pipeline['cpu_s_per_frame'] * 1e3:.2f}** |\n\n"
+        f"- of which the deployment's idle cost: {pipeline['idle_cpu_s_per_s']:.3f} CPU-s/s; above idle, "
+        f"**{pipeline['cpu_s_per_frame_above_idle'] * 1e3:.2f} ms** per frame "
+        f"(ratio {pipeline['cpu_s_per_frame_above_idle'] / limit:.2f})\n"
         f"- analysed frames/s: **{pipeline['analysed_frames_per_s']:.1f}** "
         f"(mean micro-batch {pipeline['mean_batch_frames']} frames)\n"
         f"- ratio_to_limit (pipeline CPU per frame / limit): **{result['ratio_to_limit']:.2f}**\n"

@@ -239,6 +239,10 @@ class DecoderGroupImpl:
                 await asyncio.shield(previous)
             if rows is not None:
                 second = await self._write(batch, rows)
+        except Exception:  # a bug, not a sink or model failure (those are counted): say where
+            log.exception(
+                "group %s: processing a micro-batch of %d frames failed", self.config.group_id, len(batch)
+            )
         finally:
             written.set_result(None)
         if second:
