@@ -1,6 +1,6 @@
 """The control API: a FastAPI app served as a Ray Serve ingress in front of the controller actor.
 
-Routes (under the application's route prefix, ``/control`` in deploy/control_app_serve_entry.yaml):
+Routes (under the application's route prefix, ``/control`` in serve_apps/serve_config.yaml):
 
 =======  ==============================  =====  ==============================================
 GET      /healthz                        none   liveness of this replica
