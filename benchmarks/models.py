@@ -87,12 +87,12 @@ def available_backends(threads: int) -> dict[str, dict[str, Any]]:
     return configs
 
 
-def measure(backend: InferenceBackend, batch: np.ndarray, seconds: float) -> float:
-    """Images/s of ``backend.run`` for about ``seconds`` after one warm-up call (at least 2 timed calls)."""
-    backend.run(batch)
+def measure(run: Callable[[np.ndarray], Any], batch: np.ndarray, seconds: float) -> float:
+    """Images/s of ``run(batch)`` for about ``seconds`` after one warm-up call (at least 2 timed calls)."""
+    run(batch)
     calls, start = 0, time.perf_counter()
     while (elapsed := time.perf_counter() - start) < seconds or calls < 2:
-        backend.run(batch)
+        run(batch)
         calls += 1
     return calls * len(batch) / elapsed
 
@@ -118,7 +118,7 @@ def bench_models(args: argparse.Namespace, locator: DataLocator) -> list[dict[st
                     if label == "torch-cpu" and size > args.torch_cpu_max_batch:
                         continue  # a parity path on CPUs, not a production one: keep the run short
                     batch = np.ascontiguousarray(inputs[np.arange(size) % len(inputs)])
-                    samples.setdefault((label, size), []).append(measure(backend, batch, args.seconds))
+                    samples.setdefault((label, size), []).append(measure(backend.run, batch, args.seconds))
         for (label, size), values in samples.items():
             rows.append(
                 {
@@ -162,7 +162,8 @@ def bench_serve(args: argparse.Namespace, locator: DataLocator) -> dict[str, Any
     frames = np.stack([letterbox(i, 416, 416)[0] for i in images])
     model_batch = args.serve_batch
     full = np.ascontiguousarray(frames[np.arange(model_batch) % len(frames)])
-    raw = [measure_detect(detector, full, args.serve_seconds / 2) for _ in range(args.rounds)]
+    # in-process limit: what one replica does per batch (uint8 -> float, model, decode)
+    raw = [measure(detector.detect, full, args.serve_seconds / 2) for _ in range(args.rounds)]
 
     runtime.start_local_ray(num_cpus=2)
     try:
@@ -202,16 +203,6 @@ def bench_serve(args: argparse.Namespace, locator: DataLocator) -> dict[str, Any
         "ratio_to_limit": round(best / limit, 3),
         "target_ratio": 0.9,
     }
-
-
-def measure_detect(detector: Any, frames: np.ndarray, seconds: float) -> float:
-    """In-process limit: what one replica does per batch (uint8 -> float, model, decode)."""
-    detector.detect(frames)
-    calls, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds or calls < 2:
-        detector.detect(frames)
-        calls += 1
-    return calls * len(frames) / elapsed
 
 
 def markdown(result: dict[str, Any]) -> str:

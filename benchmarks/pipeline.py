@@ -100,7 +100,6 @@ def measure_pipeline(options: PipelineBenchOptions, clips: list[Path], console: 
     import ray
 
     from cctv import runtime
-    from cctv.demo import collect_status
     from cctv.redis_server import RedisServer
 
     cameras = [
@@ -120,10 +119,10 @@ def measure_pipeline(options: PipelineBenchOptions, clips: list[Path], console: 
                 f"pipeline: warm-up {options.warmup_s:.0f}s, then {options.duration_s:.0f}s measured"
             )
             time.sleep(options.warmup_s)
-            frames0 = sum(c.frames_analysed for c in collect_status(groups))
+            frames0 = sum(c.frames_analysed for c in runtime.collect_status(groups))
             cpu0, wall0 = _tree_cpu_seconds(), time.perf_counter()
             time.sleep(options.duration_s)
-            statuses = collect_status(groups)
+            statuses = runtime.collect_status(groups)
             cpu, wall = _tree_cpu_seconds() - cpu0, time.perf_counter() - wall0
             frames = sum(c.frames_analysed for c in statuses) - frames0
             dropped: dict[str, int] = {}

@@ -27,7 +27,7 @@ from cctv.redis_server import RedisServer, free_port
 from cluster.assignment import AssignmentPolicy
 from cluster.controller import ControllerConfig, GroupOptions
 from cluster.inventory import SQLiteStoreConfig
-from cluster.status import CameraStatus, GroupStatus
+from cluster.status import CameraStatus
 from decoders.config import CameraSpec, SamplingMode
 from models.data import DEMO_CLIPS, DataLocator
 from streams.keys import StreamLayout
@@ -63,12 +63,6 @@ def demo_cameras(options: DemoOptions, locator: DataLocator) -> list[CameraSpec]
         )
         for i in range(options.cameras)
     ]
-
-
-def collect_status(groups: list) -> list[CameraStatus]:
-    """Per-camera status straight from DecoderGroup actors (benchmarks place groups themselves)."""
-    statuses = ray.get([g.status.remote() for g in groups], timeout=30)
-    return [cam for s in statuses for cam in GroupStatus.model_validate(s).cameras]
 
 
 def controller_status(controller) -> list[CameraStatus]:

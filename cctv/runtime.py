@@ -16,6 +16,7 @@ from ray import serve
 
 from cctv.redis_server import free_port
 from cluster.decoder_group import DecoderGroup, GroupConfig
+from cluster.status import CameraStatus, GroupStatus
 from decoders.config import CameraSpec
 from serve_apps.detector import DetectorAppArgs, build_app
 
@@ -74,6 +75,12 @@ def start_groups(
     ray.get([g.ping.remote() for g in groups])
     ray.get([groups[i % n_groups].add_camera.remote(spec.secret_dict()) for i, spec in enumerate(cameras)])
     return groups
+
+
+def collect_status(groups: list[ray.actor.ActorHandle]) -> list[CameraStatus]:
+    """Per-camera status straight from the DecoderGroups placed by ``start_groups``."""
+    statuses = ray.get([g.status.remote() for g in groups], timeout=30)
+    return [cam for s in statuses for cam in GroupStatus.model_validate(s).cameras]
 
 
 def stop_groups(groups: list[ray.actor.ActorHandle]) -> None:

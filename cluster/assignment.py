@@ -48,7 +48,7 @@ class CostModel(BaseModel):
     floor: float = Field(0.0001, gt=0, description="Lower bound on any cost, measured or estimated.")
 
     def estimate(self, spec: CameraSpec) -> float:
-        if spec.url.get_secret_value().startswith("sim://"):
+        if spec.is_simulated:
             return self.simulated
         return self.keyframes if spec.sampling is SamplingMode.KEYFRAMES else self.full_decode
 

@@ -53,6 +53,7 @@ class CameraRuntime:
 
     def __init__(self, spec: CameraSpec, source, next_seq: int) -> None:
         self.spec = spec
+        self.simulated = spec.is_simulated  # read per frame: derived once
         self.source = source  # CameraDecoder or SimulatedCamera: run(emit, stop), health()
         self.slot = FrameSlot(block_when_full=spec.is_file and not spec.realtime)
         self.stop = threading.Event()
@@ -122,7 +123,7 @@ class CameraRuntime:
                 group_id=group_id,
                 state=state,
                 last_error=health.last_error or self.last_error,
-                simulated=self.spec.url.get_secret_value().startswith("sim://"),
+                simulated=self.simulated,
                 frames_decoded=health.frames_decoded,
                 frames_sampled=health.frames_sampled,
                 frames_analysed=self.frames_analysed,

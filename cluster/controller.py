@@ -302,7 +302,7 @@ class Controller:
             state = self._state_of(camera_id)
             summary.by_state[state] = summary.by_state.get(state, 0) + 1
             summary.enabled += spec.enabled
-            summary.simulated += spec.url.get_secret_value().startswith("sim://")
+            summary.simulated += spec.is_simulated
         summary.by_state = dict(sorted(summary.by_state.items()))
         self._summary_cache = (self._version, summary)
         return summary

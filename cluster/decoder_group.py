@@ -87,6 +87,7 @@ class DecoderGroupImpl:
         self._info: dict[str, Any] = {}
         self._batches_sent = 0
         self._second_stage_errors = 0
+        self._inflight_batches = 0
         self._frames_sent = 0
         self._rr = 0  # round-robin start so no camera is always first into a batch
         # Micro-batches overlap in inference but are written in the order they were sent, so each
@@ -224,7 +225,12 @@ class DecoderGroupImpl:
             previous, written = self._last_written, self._loop.create_future()
             self._last_written = written
             task = asyncio.create_task(self._process(batch, previous, written))
-            task.add_done_callback(lambda _t: self._inflight.release())
+            self._inflight_batches += 1
+            task.add_done_callback(self._batch_done)
+
+    def _batch_done(self, _task: asyncio.Task) -> None:
+        self._inflight_batches -= 1
+        self._inflight.release()
 
     async def _process(
         self,
@@ -284,7 +290,7 @@ class DecoderGroupImpl:
                     seq=seq,
                     model=self._info["model"],
                     backend=self._info["backend"],
-                    simulated=runtime.spec.url.get_secret_value().startswith("sim://"),
+                    simulated=runtime.simulated,
                 )
             )
             accepted.append((runtime, frame, [class_names[c] for c in detections.class_id]))
@@ -331,9 +337,7 @@ class DecoderGroupImpl:
             cameras=cameras,
             batches_sent=self._batches_sent,
             mean_batch_frames=round(self._frames_sent / self._batches_sent, 2) if self._batches_sent else 0.0,
-            inflight_batches=self.config.max_inflight_batches - self._inflight._value
-            if self._inflight
-            else 0,
+            inflight_batches=self._inflight_batches,
             backend=self._info.get("backend"),
             second_stage_failures={
                 **(self._second.failures if self._second else {}),

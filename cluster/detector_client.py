@@ -39,20 +39,11 @@ class LocalDetectorClient:
 
     def __init__(self, model: str = "yolox_nano") -> None:
         from models.detector import Detector
-        from models.spec import get_model_spec
 
-        self._spec = get_model_spec(model)
-        self._detector = Detector.from_spec(self._spec)
+        self._detector = Detector.from_spec(model)
 
     async def info(self) -> dict[str, Any]:
-        return {
-            "model": self._spec.name,
-            "backend": self._detector.backend_name,
-            "input_width": self._spec.input_width,
-            "input_height": self._spec.input_height,
-            "color": self._spec.color,
-            "class_names": list(self._detector.class_names),
-        }
+        return self._detector.info()
 
     async def detect(self, frames: np.ndarray) -> list[np.ndarray]:
         detections = await asyncio.to_thread(self._detector.detect, frames)

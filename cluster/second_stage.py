@@ -202,31 +202,17 @@ class SecondStage:
                 continue
             height, width = image.shape[:2]
             if item.spec.plates:
-                index = _select(
-                    item.detections, cfg.vehicle_labels, self.class_names, cfg, cfg.min_vehicle_px
-                )
-                for det, box in zip(
-                    index,
-                    crop_boxes(item.detections.xyxy[index], width, height, cfg.vehicle_margin),
-                    strict=True,
-                ):
-                    if box[2] > box[0] and box[3] > box[1]:
-                        plate_jobs.append((item, int(det), box))
-                        plate_crops.append(image[box[1] : box[3], box[0] : box[2]])
+                for det, box in self._crops(item, cfg.vehicle_labels, cfg.min_vehicle_px, cfg.vehicle_margin):
+                    plate_jobs.append((item, det, box))
+                    plate_crops.append(image[box[1] : box[3], box[0] : box[2]])
             if item.spec.faces:
                 if cfg.faces_in == "frame":
                     face_jobs.append((item, None, np.array([0, 0, width, height], np.int32)))
                     face_crops.append(image)
                     continue
-                index = _select(item.detections, cfg.person_labels, self.class_names, cfg, cfg.min_person_px)
-                for det, box in zip(
-                    index,
-                    crop_boxes(item.detections.xyxy[index], width, height, cfg.person_margin),
-                    strict=True,
-                ):
-                    if box[2] > box[0] and box[3] > box[1]:
-                        face_jobs.append((item, int(det), box))
-                        face_crops.append(image[box[1] : box[3], box[0] : box[2]])
+                for det, box in self._crops(item, cfg.person_labels, cfg.min_person_px, cfg.person_margin):
+                    face_jobs.append((item, det, box))
+                    face_crops.append(image[box[1] : box[3], box[0] : box[2]])
         if not plate_crops and not face_crops:
             return []
         info = await self.client.info()  # only the deployed stages; a missing one fails when used
@@ -251,6 +237,19 @@ class SecondStage:
                     continue
                 messages.append(self._face_message(item, det, box, face, info["faces"]))
         return messages
+
+    def _crops(
+        self, item: SecondStageItem, labels: Sequence[str], min_px: int, margin: float
+    ) -> list[tuple[int, np.ndarray]]:
+        """(detection index, crop rectangle) for the detections of ``labels``, largest first."""
+        height, width = item.frame.full_frame.shape[:2]
+        index = _select(item.detections, labels, self.class_names, self.config, min_px)
+        boxes = crop_boxes(item.detections.xyxy[index], width, height, margin)
+        return [
+            (int(det), box)
+            for det, box in zip(index, boxes, strict=True)
+            if box[2] > box[0] and box[3] > box[1]
+        ]
 
     def _failed(self, stage: str, error: BaseException, crops: int) -> None:
         self.failures[stage] = self.failures.get(stage, 0) + 1

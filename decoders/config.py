@@ -20,6 +20,24 @@ class SamplingMode(StrEnum):
     ALL = "all"  # every decoded frame
 
 
+class SourceKind(StrEnum):
+    FILE = "file"
+    RTSP = "rtsp"
+    HTTP = "http"
+    SIM = "sim"
+
+
+def source_kind(url: str) -> SourceKind:
+    lower = url.lower()
+    if lower.startswith(("rtsp://", "rtsps://")):
+        return SourceKind.RTSP
+    if lower.startswith(("http://", "https://")):
+        return SourceKind.HTTP
+    if lower.startswith("sim://"):
+        return SourceKind.SIM
+    return SourceKind.FILE
+
+
 class BackoffPolicy(StrictModel):
     initial_s: float = Field(0.5, gt=0, description="First reconnect delay.")
     max_s: float = Field(30.0, gt=0, description="Cap on the reconnect delay.")
@@ -76,9 +94,17 @@ class CameraSpec(StrictModel):
         return redact_url(self.url.get_secret_value())
 
     @property
+    def kind(self) -> SourceKind:
+        return source_kind(self.url.get_secret_value())
+
+    @property
     def is_file(self) -> bool:
-        raw = self.url.get_secret_value()
-        return raw.startswith("file://") or "://" not in raw
+        return self.kind is SourceKind.FILE
+
+    @property
+    def is_simulated(self) -> bool:
+        """A ``sim://`` camera: frames without decoding, labelled simulated wherever they show."""
+        return self.kind is SourceKind.SIM
 
     def public_dict(self) -> dict:
         """JSON-safe dict for APIs and status: the URL redacted."""

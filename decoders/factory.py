@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Literal
 from decoders.camera_decoder import CameraDecoder
 from decoders.config import CameraSpec
 from decoders.frame import ModelInput
-from decoders.sources import SourceKind, source_kind
 
 if TYPE_CHECKING:
     from decoders.nvdec import NvdecCameraDecoder
@@ -26,7 +25,7 @@ def make_camera_source(
     """``sim://`` -> ``SimulatedCamera``; otherwise ``CameraDecoder`` (PyAV on the CPU), or with
     ``backend="nvdec"`` the NVDEC decoder (needs PyNvVideoCodec and an NVIDIA GPU). All share
     ``run(emit, stop)`` and ``health()``."""
-    if source_kind(spec.url.get_secret_value()) is SourceKind.SIM:
+    if spec.is_simulated:
         # lazy: written separately, not needed for real cameras
         from decoders.simulated import SimulatedCamera
 

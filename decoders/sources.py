@@ -23,29 +23,10 @@ does not hang on the network).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from decoders.config import CameraSpec
-
-
-class SourceKind(StrEnum):
-    FILE = "file"
-    RTSP = "rtsp"
-    HTTP = "http"
-    SIM = "sim"
-
-
-def source_kind(url: str) -> SourceKind:
-    lower = url.lower()
-    if lower.startswith(("rtsp://", "rtsps://")):
-        return SourceKind.RTSP
-    if lower.startswith(("http://", "https://")):
-        return SourceKind.HTTP
-    if lower.startswith("sim://"):
-        return SourceKind.SIM
-    return SourceKind.FILE
+from decoders.config import CameraSpec, SourceKind, source_kind  # noqa: F401  (re-exported)
 
 
 def file_path(url: str) -> Path:

@@ -57,6 +57,17 @@ class Detector:
     def backend_name(self) -> str:
         return self.backend.name
 
+    def info(self) -> dict[str, Any]:
+        """What a caller needs to prepare frames and label results (the deployment's ``info``)."""
+        return {
+            "model": self.spec.name,
+            "backend": self.backend_name,
+            "input_width": self.spec.input_width,
+            "input_height": self.spec.input_height,
+            "color": self.spec.color,
+            "class_names": list(self.class_names),
+        }
+
     def preprocess(self, batch: np.ndarray) -> np.ndarray:
         """``uint8 [N, H, W, 3]`` -> contiguous ``float32 [N, 3, H, W]`` (YOLOX takes raw 0-255)."""
         expected = (self.spec.input_height, self.spec.input_width, 3)

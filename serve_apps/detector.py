@@ -49,16 +49,7 @@ class DetectorDeployment(BusyTimeReporter):
         self.detect.set_batch_wait_timeout_s(self._args.batch_wait_timeout_s)
 
     def info(self) -> dict[str, Any]:
-        spec = self._detector.spec
-        return {
-            "model": spec.name,
-            "backend": self._detector.backend_name,
-            "input_width": spec.input_width,
-            "input_height": spec.input_height,
-            "color": spec.color,
-            "class_names": list(self._detector.class_names),
-            "max_batch_frames": self._args.max_batch_frames,
-        }
+        return {**self._detector.info(), "max_batch_frames": self._args.max_batch_frames}
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01, batch_size_fn=_frames_in)
     async def detect(self, micro_batches: list[np.ndarray]) -> list[list[np.ndarray]]:

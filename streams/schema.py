@@ -54,14 +54,15 @@ class FrameRef(Protocol):
     height: int
 
 
-class DetectionMessage(_Message):
-    """Detections of one analysed frame of one camera."""
+class _FrameFields(_Message):
+    """The fields every per-frame message kind carries (schema v1)."""
 
     v: Literal[1] = Field(1, description="Schema version.")
-    kind: Literal["detections"] = Field("detections", description="Message kind (discriminator).")
     camera_id: CameraId
     seq: int = Field(
-        ge=0, description="Per-camera sequence number: strictly increasing, gaps mean dropped frames."
+        ge=0,
+        description="Per-camera sequence number of the frame's detections message: strictly increasing, "
+        "gaps mean dropped frames; second-stage messages carry the seq of their frame.",
     )
     frame_index: int = Field(
         ge=0, description="Index of the frame in the decoded stream (restarts on reconnect)."
@@ -75,8 +76,16 @@ class DetectionMessage(_Message):
     )
     frame_width: int = Field(gt=0, description="Original frame width in pixels.")
     frame_height: int = Field(gt=0, description="Original frame height in pixels.")
-    model: str = Field(description="Detector model name, e.g. 'yolox_nano'.")
+    model: str = Field(
+        description="Model(s) that produced it, e.g. 'yolox_nano' or 'lpd_yunet_2023mar+cct_xs_v1_global'."
+    )
     backend: str = Field(description="Inference backend, e.g. 'onnxruntime-cpu'.")
+
+
+class DetectionMessage(_FrameFields):
+    """Detections of one analysed frame of one camera."""
+
+    kind: Literal["detections"] = Field("detections", description="Message kind (discriminator).")
     simulated: bool = Field(
         False, description="True for simulated cameras or simulated inference (demo data)."
     )
@@ -209,26 +218,6 @@ class CameraStateMessage(_Message):
 # ``SecondStageConfig.face_embeddings`` (off by default), and by default only watchlist matches are sent.
 Box = Annotated[list[FiniteFloat], Field(min_length=4, max_length=4)]
 Point = Annotated[list[FiniteFloat], Field(min_length=2, max_length=2)]
-
-
-class _FrameFields(_Message):
-    """Frame fields shared by the second-stage kinds."""
-
-    v: Literal[1] = Field(1, description="Schema version.")
-    camera_id: CameraId
-    seq: int = Field(ge=0, description="Sequence number of the detections message of the same frame.")
-    frame_index: int = Field(ge=0, description="Index of the frame in the decoded stream.")
-    pts_s: FiniteFloat | None = Field(
-        description="Presentation time in seconds; null when the source has none."
-    )
-    capture_ts: FiniteFloat = Field(description="Unix time (s) when the frame was decoded.")
-    written_ts: FiniteFloat | None = Field(
-        None, description="Unix time (s) when the writer sent it to Redis."
-    )
-    frame_width: int = Field(gt=0, description="Original frame width in pixels.")
-    frame_height: int = Field(gt=0, description="Original frame height in pixels.")
-    model: str = Field(description="Second-stage model(s), e.g. 'lpd_yunet_2023mar+cct_xs_v1_global'.")
-    backend: str = Field(description="Inference backend of the second stage, e.g. 'onnxruntime-cpu'.")
 
 
 class PlateReadMessage(_FrameFields):
